@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Raw PostgreSQL ceiling for Fossil's append shapes.
+#
+# Usage: bench/pgbench.sh [ADMIN_URL]
+#
+# ADMIN_URL (default $PG_ADMIN_URL, else postgres://postgres@127.0.0.1:5432/postgres)
+# names a maintenance database on the server to measure; the role needs
+# CREATEDB. The script (re)creates the scratch database fossil_bench_raw,
+# creates Fossil's tables in it from migrations/0001_events.up.sql (so the
+# row shape and indexes are exactly Fossil's), and runs pgbench with the
+# custom scripts beside this file:
+#
+#   single   raw_single.sql     one-row INSERT transactions at 1, 16 and 64 clients
+#   batch100 raw_batch100.sql   100-row multi-row INSERTs at 16 clients
+#
+# Each shape starts from an empty table after a CHECKPOINT. Output: one
+# human-readable line per shape, then machine-readable lines:
+#
+#   raw shape=single clients=16 rows_per_tx=1 seconds=15 tps=1234.5 rows_per_sec=1234.5
+#
+# Environment: PGBENCH_SECONDS (default 15) per shape; DATA_BYTES (default
+# 500) of event data; RAW_SHAPES to run a subset, e.g. "single:16 batch100:16".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ADMIN_URL=${1:-${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}}
+SECS=${PGBENCH_SECONDS:-15}
+DATA_BYTES=${DATA_BYTES:-500}
+SHAPES=${RAW_SHAPES:-"single:1 single:16 single:64 batch100:16"}
+DB=fossil_bench_raw
+
+for tool in psql pgbench; do
+	if ! command -v "$tool" >/dev/null; then
+		echo "pgbench.sh: $tool not found: install the PostgreSQL client programs (apt-get install postgresql-client postgresql-contrib)" >&2
+		exit 1
+	fi
+done
+
+# The URL of database $2 on the server of URL $1.
+db_url() {
+	local base=${1%%\?*} query=
+	[ "$base" != "$1" ] && query="?${1#*\?}"
+	printf '%s/%s%s' "${base%/*}" "$2" "$query"
+}
+RAW_URL=$(db_url "$ADMIN_URL" "$DB")
+export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
+
+psql -q -X -v ON_ERROR_STOP=1 "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
+psql -q -X -v ON_ERROR_STOP=1 "$RAW_URL" -f migrations/0001_events.up.sql -c "CREATE SEQUENCE raw_number" >/dev/null
+
+# The JSON document after its id: the attributes and ~DATA_BYTES of data,
+# the same shape as the events fossil bench posts.
+pad=$(head -c $((DATA_BYTES > 56 ? DATA_BYTES - 56 : 0)) /dev/zero | tr '\0' 'a')
+rest="\"source\":\"/pgbench\",\"type\":\"bench.event\",\"datacontenttype\":\"application/json\",\"data\":{\"sent_ns\":1763823456789012345,\"writer\":1,\"pad\":\"$pad\"}}"
+
+lines=()
+for shape in $SHAPES; do
+	name=${shape%%:*}
+	clients=${shape##*:}
+	case $name in
+	single) script=bench/raw_single.sql rows=1 ;;
+	batch100) script=bench/raw_batch100.sql rows=100 ;;
+	*) echo "pgbench.sh: unknown shape $name" >&2; exit 2 ;;
+	esac
+	psql -q -X "$RAW_URL" -c "TRUNCATE fossil_events" -c "CHECKPOINT" >/dev/null
+	threads=$((clients < 2 ? clients : 2))
+	out=$(pgbench -n -M prepared -c "$clients" -j "$threads" -T "$SECS" -f "$script" -D "rest=$rest" "$RAW_URL" 2>&1) || {
+		echo "$out" >&2
+		exit 1
+	}
+	tps=$(printf '%s\n' "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -n1)
+	if [ -z "$tps" ]; then
+		echo "$out" >&2
+		echo "pgbench.sh: no tps in pgbench's output" >&2
+		exit 1
+	fi
+	rps=$(awk -v t="$tps" -v r="$rows" 'BEGIN { printf "%.1f", t * r }')
+	lat=$(printf '%s\n' "$out" | sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' | head -n1)
+	printf 'raw %-8s %3d clients  %10s rows/s  (%s tx/s, %s ms per tx)\n' "$name" "$clients" "$rps" "$tps" "${lat:-?}"
+	lines+=("raw shape=$name clients=$clients rows_per_tx=$rows seconds=$SECS tps=$tps rows_per_sec=$rps")
+done
+printf '%s\n' "${lines[@]}"

@@ -1,0 +1,190 @@
+package cmd
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+)
+
+// Config is the whole configuration of a Fossil server. Defaults are set by
+// [DefaultConfig]; environment variables override them and flags override
+// both.
+type Config struct {
+	DatabaseURL       string        // DATABASE_URL; empty: manage a local PostgreSQL in DataDir
+	DataDir           string        // FOSSIL_DATA_DIR; the managed cluster's directory
+	Addr              string        // FOSSIL_ADDR
+	NoMigrate         bool          // FOSSIL_NO_MIGRATE; do not apply migrations at start
+	JWTSecret         string        // JWT_SECRET; enables auth
+	JWTPreviousSecret string        // JWT_PREVIOUS_SECRET
+	JWTPublicKeyFile  string        // JWT_PUBLIC_KEY_FILE
+	SSEKeepalive      time.Duration // FOSSIL_SSE_KEEPALIVE
+	SSEWriteTimeout   time.Duration // FOSSIL_SSE_WRITE_TIMEOUT; a client that does not read for this long is disconnected
+	MaxBody           int64         // FOSSIL_MAX_BODY
+	WaitTimeout       time.Duration // FOSSIL_WAIT_TIMEOUT; default wait-for-ack timeout
+	MaxWaitTimeout    time.Duration // FOSSIL_MAX_WAIT_TIMEOUT; cap on wait-for-ack timeouts
+	AppendTimeout     time.Duration // FOSSIL_APPEND_TIMEOUT; how long /collect waits for its commit
+	PollInterval      time.Duration // FOSSIL_POLL_INTERVAL; fallback poll of the log head
+	PollOnly          bool          // FOSSIL_POLL_ONLY; no LISTEN (for PgBouncer transaction pooling)
+	MaxSSEClients     int           // FOSSIL_MAX_SSE_CLIENTS; 503 beyond
+	MaxConns          int           // FOSSIL_MAX_CONNS; database pool size
+	ShutdownTimeout   time.Duration // FOSSIL_SHUTDOWN_TIMEOUT
+	LogLevel          string        // FOSSIL_LOG_LEVEL: debug, info, warn, error
+	LogFormat         string        // FOSSIL_LOG_FORMAT: text or json
+	PprofAddr         string        // FOSSIL_PPROF_ADDR; loopback address for net/http/pprof, empty: off
+
+	maxBodyFlag *int
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		Addr:            "127.0.0.1:8080",
+		SSEKeepalive:    15 * time.Second,
+		SSEWriteTimeout: 30 * time.Second,
+		MaxBody:         1 << 20,
+		WaitTimeout:     5 * time.Second,
+		MaxWaitTimeout:  60 * time.Second,
+		AppendTimeout:   15 * time.Second,
+		PollInterval:    time.Second,
+		MaxSSEClients:   20000,
+		MaxConns:        20,
+		ShutdownTimeout: 10 * time.Second,
+		LogLevel:        "info",
+		LogFormat:       "text",
+	}
+}
+
+// ErrInvalidConfig is wrapped by every configuration error.
+var ErrInvalidConfig = errors.New("invalid configuration")
+
+// ConfigError names the setting that is wrong.
+type ConfigError struct {
+	Setting string
+	Err     error
+}
+
+func (e *ConfigError) Error() string { return e.Setting + ": " + e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return ErrInvalidConfig }
+
+// Validate checks value ranges.
+func (c *Config) Validate() error {
+	switch {
+	case c.Addr == "":
+		return &ConfigError{"addr", errors.New("must not be empty")}
+	case c.SSEKeepalive <= 0:
+		return &ConfigError{"sse-keepalive", errors.New("must be positive")}
+	case c.SSEWriteTimeout <= 0:
+		return &ConfigError{"sse-write-timeout", errors.New("must be positive")}
+	case c.MaxBody < 64<<10:
+		return &ConfigError{"max-body", errors.New("must be at least 65536 bytes")}
+	case c.WaitTimeout <= 0 || c.MaxWaitTimeout < c.WaitTimeout:
+		return &ConfigError{"wait-timeout", errors.New("must be positive and at most max-wait-timeout")}
+	case c.AppendTimeout <= 0:
+		return &ConfigError{"append-timeout", errors.New("must be positive")}
+	case c.PollInterval < 10*time.Millisecond:
+		return &ConfigError{"poll-interval", errors.New("must be at least 10ms")}
+	case c.MaxSSEClients <= 0:
+		return &ConfigError{"max-sse-clients", errors.New("must be positive")}
+	case c.MaxConns < 4:
+		return &ConfigError{"max-conns", errors.New("must be at least 4")}
+	case c.PprofAddr != "" && !isLoopbackAddr(c.PprofAddr):
+		return &ConfigError{"pprof-addr", errors.New("must be a loopback host:port such as 127.0.0.1:6060")}
+	case c.LogFormat != "text" && c.LogFormat != "json":
+		return &ConfigError{"log-format", errors.New("must be text or json")}
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return &ConfigError{"log-level", err}
+	}
+	return nil
+}
+
+// envLookup reads one environment variable; tests replace it.
+type envLookup func(string) (string, bool)
+
+// bindFlags registers the server flags on fs, with defaults taken from the
+// environment so that flags win over env, and env over built-in defaults.
+func (c *Config) bindFlags(fs *flag.FlagSet, env envLookup) error {
+	var errs []error
+	str := func(p *string, name, envName, usage string) {
+		if v, ok := env(envName); ok {
+			*p = v
+		}
+		fs.StringVar(p, name, *p, usage+" ($"+envName+")")
+	}
+	dur := func(p *time.Duration, name, envName, usage string) {
+		if v, ok := env(envName); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, &ConfigError{envName, err})
+			}
+			*p = d
+		}
+		fs.DurationVar(p, name, *p, usage+" ($"+envName+")")
+	}
+	boolean := func(p *bool, name, envName, usage string) {
+		if v, ok := env(envName); ok {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, &ConfigError{envName, err})
+			}
+			*p = b
+		}
+		fs.BoolVar(p, name, *p, usage+" ($"+envName+")")
+	}
+	integer := func(p *int, name, envName, usage string) {
+		if v, ok := env(envName); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, &ConfigError{envName, err})
+			}
+			*p = n
+		}
+		fs.IntVar(p, name, *p, usage+" ($"+envName+")")
+	}
+	str(&c.DatabaseURL, "database-url", "DATABASE_URL", "PostgreSQL URL; empty runs a managed local PostgreSQL")
+	str(&c.DataDir, "data-dir", "FOSSIL_DATA_DIR", "data directory of the managed PostgreSQL (used without a database URL)")
+	str(&c.Addr, "addr", "FOSSIL_ADDR", "listen address")
+	boolean(&c.NoMigrate, "no-migrate", "FOSSIL_NO_MIGRATE", "do not apply pending migrations at start")
+	str(&c.JWTSecret, "jwt-secret", "JWT_SECRET", "HS256 secret; enables authentication")
+	str(&c.JWTPreviousSecret, "jwt-previous-secret", "JWT_PREVIOUS_SECRET", "previous HS256 secret, still accepted during a roll-over")
+	str(&c.JWTPublicKeyFile, "jwt-public-key-file", "JWT_PUBLIC_KEY_FILE", "PEM public key for RS256/ES256 tokens")
+	dur(&c.SSEKeepalive, "sse-keepalive", "FOSSIL_SSE_KEEPALIVE", "interval between keepalive comments on idle SSE streams")
+	dur(&c.SSEWriteTimeout, "sse-write-timeout", "FOSSIL_SSE_WRITE_TIMEOUT", "how long an SSE client may stop reading before it is disconnected (it resumes with Last-Event-Id)")
+	maxBody := int(c.MaxBody)
+	integer(&maxBody, "max-body", "FOSSIL_MAX_BODY", "largest accepted request body in bytes")
+	dur(&c.WaitTimeout, "wait-timeout", "FOSSIL_WAIT_TIMEOUT", "default wait-for-ack timeout")
+	dur(&c.MaxWaitTimeout, "max-wait-timeout", "FOSSIL_MAX_WAIT_TIMEOUT", "cap on wait-for-ack timeouts")
+	dur(&c.AppendTimeout, "append-timeout", "FOSSIL_APPEND_TIMEOUT", "how long /collect waits for its commit before answering 503")
+	dur(&c.PollInterval, "poll-interval", "FOSSIL_POLL_INTERVAL", "fallback poll interval of the log head")
+	boolean(&c.PollOnly, "poll-only", "FOSSIL_POLL_ONLY", "do not LISTEN; rely on polling (PgBouncer transaction pooling)")
+	integer(&c.MaxSSEClients, "max-sse-clients", "FOSSIL_MAX_SSE_CLIENTS", "most concurrent SSE streams; more get 503")
+	integer(&c.MaxConns, "max-conns", "FOSSIL_MAX_CONNS", "database connection pool size")
+	dur(&c.ShutdownTimeout, "shutdown-timeout", "FOSSIL_SHUTDOWN_TIMEOUT", "how long a graceful shutdown waits")
+	str(&c.LogLevel, "log-level", "FOSSIL_LOG_LEVEL", "debug, info, warn or error")
+	str(&c.LogFormat, "log-format", "FOSSIL_LOG_FORMAT", "text or json")
+	str(&c.PprofAddr, "pprof-addr", "FOSSIL_PPROF_ADDR", "serve net/http/pprof on this loopback address, e.g. 127.0.0.1:6060 (off when empty)")
+	c.maxBodyFlag = &maxBody
+	return errors.Join(errs...)
+}
+
+// finish copies values that flags hold in other types.
+func (c *Config) finish() {
+	if c.maxBodyFlag != nil {
+		c.MaxBody = int64(*c.maxBodyFlag)
+	}
+}
+
+func osEnv(name string) (string, bool) {
+	v, ok := os.LookupEnv(name)
+	if ok && v == "" {
+		return "", false
+	}
+	return v, ok
+}
+
+func usageError(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+}

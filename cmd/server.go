@@ -1,0 +1,318 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/fossil-events/fossil/auth"
+	"github.com/fossil-events/fossil/collector"
+	"github.com/fossil-events/fossil/consumer"
+	"github.com/fossil-events/fossil/feed"
+	"github.com/fossil-events/fossil/metrics"
+	"github.com/fossil-events/fossil/migrations"
+	"github.com/fossil-events/fossil/notify"
+	"github.com/fossil-events/fossil/pgmanaged"
+	"github.com/fossil-events/fossil/problem"
+	"github.com/fossil-events/fossil/schema"
+	"github.com/fossil-events/fossil/store"
+	"github.com/fossil-events/fossil/streamer"
+)
+
+// Server is one running Fossil process: the database pool, the appender,
+// the notifier and the HTTP server. Tests run it on Addr "127.0.0.1:0".
+type Server struct {
+	Config Config
+	Logger *slog.Logger
+
+	cluster  *pgmanaged.Cluster
+	store    *store.Store
+	appender *store.Appender
+	notifier *notify.Broadcaster
+	hub      *feed.Hub
+	metrics  *metrics.Metrics
+	pprof    *http.Server // --pprof-addr, on its own loopback listener
+	schemas  *schema.Registry
+	auth     *auth.Authenticator
+	http     *http.Server
+	listener net.Listener
+
+	// streamCtx is the parent of every long-lived response (SSE, waits);
+	// cancelling it ends them, because http.Server.Shutdown does not.
+	streamCtx     context.Context
+	cancelStreams context.CancelFunc
+	background    sync.WaitGroup
+
+	latestMigration uint
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewServer returns a Server; [Server.Run] starts it.
+func NewServer(cfg Config, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{Config: cfg, Logger: logger}
+}
+
+// Run connects to (or starts) PostgreSQL, applies migrations, and starts
+// serving HTTP. It returns once the listener is open; [Server.Close] stops.
+func (s *Server) Run(ctx context.Context) error {
+	cfg := s.Config
+	dbURL := cfg.DatabaseURL
+	if dbURL == "" {
+		cluster, err := startCluster(ctx, cfg, s.Logger)
+		if err != nil {
+			return err
+		}
+		s.cluster = cluster
+		dbURL = cluster.URL("postgres")
+	}
+	if !cfg.NoMigrate {
+		if err := migrations.Up(dbURL); err != nil {
+			return fmt.Errorf("apply migrations: %w", err)
+		}
+	}
+	var err error
+	if s.latestMigration, err = migrations.Latest(); err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, store.Config{DatabaseURL: dbURL, MaxConns: int32(cfg.MaxConns), Logger: s.Logger})
+	if err != nil {
+		return err
+	}
+	s.store = st
+	s.metrics = s.newMetrics()
+	s.appender = store.NewAppender(st, store.AppenderConfig{
+		TxTimeout:     cfg.AppendTimeout,
+		ObserveFunc:   s.metrics.ObserveGroup,
+		CommittedFunc: s.wakeLocalReaders,
+	})
+	s.streamCtx, s.cancelStreams = context.WithCancel(context.WithoutCancel(ctx))
+
+	var listener notify.Listener
+	if !cfg.PollOnly {
+		listener = st.NewListener()
+	}
+	s.notifier = notify.New(listener, notify.Config{
+		Channels: []string{store.ChannelEvents, store.ChannelReplaced, store.ChannelAcks, store.ChannelSchemas},
+		Logger:   s.Logger,
+	})
+	if err := s.notifier.Start(s.streamCtx); err != nil {
+		return fmt.Errorf("start listener: %w", err)
+	}
+	s.hub = feed.New(feed.Config{
+		Store:        st,
+		Broadcaster:  s.notifier,
+		Logger:       s.Logger,
+		PollInterval: cfg.PollInterval,
+		Keepalive:    cfg.SSEKeepalive,
+		WriteTimeout: cfg.SSEWriteTimeout,
+		MaxClients:   cfg.MaxSSEClients,
+		ObserveFunc:  s.metrics.ObserveDelivery,
+	})
+	if err := s.hub.Start(s.streamCtx); err != nil {
+		return fmt.Errorf("start feed: %w", err)
+	}
+	s.schemas = schema.NewRegistry(st, s.notifier, s.Logger)
+	s.schemas.Authorize = auth.RequireAdmin
+	if err := s.schemas.Start(s.streamCtx); err != nil {
+		return fmt.Errorf("load schemas: %w", err)
+	}
+	s.auth, err = auth.New(auth.Config{
+		Secrets:       [][]byte{[]byte(cfg.JWTSecret), []byte(cfg.JWTPreviousSecret)},
+		PublicKeyFile: cfg.JWTPublicKeyFile,
+		Logger:        s.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("configure authentication: %w", err)
+	}
+
+	router := s.routes()
+	s.http = &http.Server{
+		Handler:           recoverPanics(s.Logger, s.auth.Middleware(router)),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       0, // bodies are bounded by MaxBytesReader; SSE has no body
+		WriteTimeout:      0, // SSE streams are long; other handlers bound themselves
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return s.streamCtx },
+		ErrorLog:          slog.NewLogLogger(s.Logger.Handler(), slog.LevelDebug),
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	s.listener = ln
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.Logger.Error("http server stopped", "error", err)
+		}
+	}()
+	if err := s.startPprof(); err != nil {
+		return err
+	}
+	s.Logger.Info("fossil is listening", "addr", ln.Addr().String(), "version", Version())
+	return nil
+}
+
+// URL returns the base URL the server listens on.
+func (s *Server) URL() string { return "http://" + s.listener.Addr().String() }
+
+// Hub returns the SSE fan-out of a running server, for tests and metrics.
+func (s *Server) Hub() *feed.Hub { return s.hub }
+
+// Notifier returns the LISTEN broadcaster of a running server, for tests.
+func (s *Server) Notifier() *notify.Broadcaster { return s.notifier }
+
+// Store returns the database layer of a running server, for tests.
+func (s *Server) Store() *store.Store { return s.store }
+
+// Close shuts down in order: stop accepting and finish plain requests, end
+// long-lived streams, finish queued appends, stop the notifier, close the
+// pool, stop a managed PostgreSQL. It is safe to call more than once.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		var errs []error
+		if s.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), s.Config.ShutdownTimeout)
+			go func() {
+				// Shutdown waits for idle connections, which SSE streams never
+				// become: end them right away.
+				s.cancelStreams()
+			}()
+			if err := s.http.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+				_ = s.http.Close()
+			}
+			cancel()
+		}
+		if s.cancelStreams != nil {
+			s.cancelStreams()
+		}
+		s.stopPprof()
+		s.background.Wait()
+		if s.appender != nil {
+			s.appender.Close()
+		}
+		if s.schemas != nil {
+			s.schemas.Stop()
+		}
+		if s.hub != nil {
+			s.hub.Stop()
+		}
+		if s.notifier != nil {
+			s.notifier.Stop()
+		}
+		if s.store != nil {
+			s.store.Close()
+		}
+		if s.cluster != nil {
+			if err := s.cluster.Stop(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
+
+// routes builds the router: every feature registers its routes here, top
+// to bottom.
+func (s *Server) routes() *mux.Router {
+	r := mux.NewRouter()
+	r.SkipClean(true) // never answer with a redirect
+	r.UseEncodedPath()
+	r.NotFoundHandler = http.HandlerFunc(problem.NotFound)
+	r.MethodNotAllowedHandler = methodNotAllowed(r)
+
+	r.HandleFunc("/healthz", s.handleHealthz).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/readyz", problem.Handler(s.Logger, s.handleReadyz)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/metrics", s.metrics.Handler()).Methods(http.MethodGet, http.MethodHead)
+
+	collector.New(collector.Config{
+		Appender:       s.appender,
+		Logger:         s.Logger,
+		MaxBody:        s.Config.MaxBody,
+		AppendTimeout:  s.Config.AppendTimeout,
+		Store:          s.store,
+		Broadcaster:    s.notifier,
+		WaitTimeout:    s.Config.WaitTimeout,
+		MaxWaitTimeout: s.Config.MaxWaitTimeout,
+		ObserveFunc:    s.metrics.ObserveAppend,
+		Schemas:        s.schemas,
+	}).Register(r)
+	streamer.New(s.store, s.hub, s.Logger).Register(r)
+	consumer.New(consumer.Config{Store: s.store, Hub: s.hub, Broadcaster: s.notifier, Logger: s.Logger}).Register(r)
+	s.schemas.Register(r)
+	return r
+}
+
+// wakeLocalReaders wakes this process's tailer right after a commit, without
+// waiting for the database notification (which still wakes the others, and
+// which poll-only mode never gets).
+func (s *Server) wakeLocalReaders(head int64, replaced bool) {
+	if s.notifier == nil {
+		return
+	}
+	if replaced {
+		s.notifier.Notify(store.ChannelReplaced, "")
+	}
+	s.notifier.Notify(store.ChannelEvents, strconv.FormatInt(head, 10))
+}
+
+// handleHealthz serves GET /healthz: the process is up.
+func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
+	problem.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// handleReadyz serves GET /readyz: the database answers and carries every
+// migration this binary embeds.
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	v, dirty, err := s.store.MigrationVersion(ctx)
+	switch {
+	case err != nil:
+		problem.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "database unreachable or not migrated"})
+	case dirty || uint(v) < s.latestMigration:
+		problem.WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "reason": "database is not fully migrated", "version": v, "dirty": dirty})
+	default:
+		problem.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "version": v})
+	}
+	return nil
+}
+
+// methodNotAllowed answers 405 with an Allow header listing the methods the
+// matched path accepts.
+func methodNotAllowed(router *mux.Router) http.Handler {
+	methods := []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var allowed []string
+		for _, m := range methods {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			var match mux.RouteMatch
+			if router.Match(probe, &match) && match.MatchErr == nil {
+				allowed = append(allowed, m)
+			}
+		}
+		if len(allowed) > 0 {
+			w.Header().Set("Allow", strings.Join(allowed, ", "))
+		}
+		problem.MethodNotAllowed(w, r)
+	})
+}

@@ -1,0 +1,576 @@
+package collector
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+
+	"github.com/fossil-events/fossil/fossil"
+)
+
+// Media types of the structured and batched content modes.
+const (
+	mediaStructured = "application/cloudevents+json"
+	mediaBatch      = "application/cloudevents-batch+json"
+)
+
+// maxBatchEvents bounds the members of one batch.
+const maxBatchEvents = 10000
+
+// Decoded is one event parsed from a request, ready to store.
+type Decoded struct {
+	Event    *fossil.Event
+	Location string // "body", "header" or "body[i]", for error messages
+	DataKind fossil.DataKind
+	Data     []byte // the data as it is stored: compact JSON, text or binary
+	// DataContentType is the event's datacontenttype ("" when absent).
+	DataContentType string
+}
+
+// Decode parses the CloudEvents in r in any content mode. The body must be
+// limited by the caller (http.MaxBytesReader). Errors are
+// [*fossil.InvalidError] (400), [fossil.ErrUnsupportedMediaType] (415) or an
+// [*http.MaxBytesError] (413).
+//
+// sdk-go parses the attributes. Decode adds what sdk-go leaves out: it
+// percent-decodes ce-* header values, rejects data together with
+// data_base64, validates every member of a batch, rejects reserved fossil*
+// extensions, and takes the data itself so that any JSON media type (also
+// */*+json) keeps its JSON value.
+func Decode(r *http.Request) ([]*Decoded, error) {
+	mediaType := mediaTypeOf(r.Header.Get("Content-Type"))
+	switch {
+	case mediaType == mediaStructured:
+		body, err := readBody(r)
+		if err != nil {
+			return nil, err
+		}
+		d, err := decodeStructured("body", body)
+		if err != nil {
+			return nil, err
+		}
+		return []*Decoded{d}, nil
+	case mediaType == mediaBatch:
+		body, err := readBody(r)
+		if err != nil {
+			return nil, err
+		}
+		return decodeBatch(body)
+	case strings.HasPrefix(mediaType, "application/cloudevents"):
+		return nil, fmt.Errorf("%w: event format %q is not supported; use %s, %s or binary mode", fossil.ErrUnsupportedMediaType, mediaType, mediaStructured, mediaBatch)
+	case hasCEHeaders(r.Header):
+		d, err := decodeBinary(r)
+		if err != nil {
+			return nil, err
+		}
+		return []*Decoded{d}, nil
+	default:
+		return nil, fmt.Errorf("%w: the request has no ce-* headers and its Content-Type %q is neither %s nor %s", fossil.ErrUnsupportedMediaType, r.Header.Get("Content-Type"), mediaStructured, mediaBatch)
+	}
+}
+
+func readBody(r *http.Request) ([]byte, error) {
+	if r.Body == nil {
+		return nil, nil
+	}
+	var buf bytes.Buffer
+	if n := r.ContentLength; n > 0 && n <= 16<<20 {
+		buf.Grow(int(n) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(r.Body)
+	body := buf.Bytes()
+	if err != nil {
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			return nil, err
+		}
+		return nil, fossil.Invalid("body", "reading the request body failed: %v", err.Error())
+	}
+	return body, nil
+}
+
+func hasCEHeaders(h http.Header) bool {
+	for k := range h {
+		if len(k) > 3 && strings.EqualFold(k[:3], "ce-") {
+			return true
+		}
+	}
+	return false
+}
+
+// attr is one context attribute as received: a JSON value in structured
+// mode, a decoded header value in binary mode.
+type attr struct {
+	raw   json.RawMessage // structured mode
+	str   string          // binary mode, or the decoded JSON string
+	isStr bool
+}
+
+// decodeBinary handles binary mode: attributes in ce-* headers, the body is
+// the data.
+func decodeBinary(r *http.Request) (*Decoded, error) {
+	const loc = "header"
+	attrs := map[string]attr{}
+	decoded := http.Header{}
+	for k, vs := range r.Header {
+		if len(k) <= 3 || !strings.EqualFold(k[:3], "ce-") {
+			continue
+		}
+		name := strings.ToLower(k[3:])
+		hloc := "header.ce-" + name
+		switch name {
+		case "data", "data_base64", "datacontenttype":
+			// Not context attributes: in binary mode the data is the body
+			// and its type the Content-Type header. A ce-data extension
+			// would also clash with the document's data member.
+			return nil, fossil.Invalid(hloc, "%q cannot be sent as a ce- header: in binary mode the data is the body and datacontenttype is the Content-Type header", name)
+		}
+		if len(vs) != 1 {
+			return nil, fossil.Invalid(hloc, "attribute %q is sent %d times", name, len(vs))
+		}
+		v, err := percentDecode(vs[0])
+		if err != nil {
+			return nil, fossil.Invalid(hloc, "%s", err.Error())
+		}
+		attrs[name] = attr{str: v, isStr: true}
+		decoded.Set(k, v)
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		attrs["datacontenttype"] = attr{str: ct, isStr: true}
+		decoded.Set("Content-Type", ct)
+	}
+	if err := checkAttributes(loc, attrs, true); err != nil {
+		return nil, err
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	req := &http.Request{Header: decoded, Body: io.NopCloser(bytes.NewReader(body))}
+	ev, err := cehttp.NewEventFromHTTPRequest(req)
+	if err != nil {
+		return nil, fossil.Invalid(loc, "not a valid CloudEvent: %s", err.Error())
+	}
+	d := &Decoded{Location: loc, DataContentType: ev.DataContentType()}
+	if len(body) > 0 {
+		kind, data, err := classifyData("body", ev.DataContentType(), body) // the data is the body
+		if err != nil {
+			return nil, err
+		}
+		d.DataKind, d.Data = kind, data
+	}
+	return finish(d, ev, attrs)
+}
+
+// classifyData decides how binary-mode data is kept: JSON media types must
+// carry valid JSON (stored compact), text is kept as a string, anything else
+// as bytes. Without a media type, valid JSON is JSON and the rest is bytes.
+func classifyData(loc, contentType string, body []byte) (fossil.DataKind, []byte, error) {
+	switch {
+	case isJSONMedia(contentType):
+		data, err := compactJSON(body)
+		if err != nil {
+			return 0, nil, fossil.Invalid(loc, "datacontenttype %q says JSON but the data is not valid JSON: %s", contentType, err.Error())
+		}
+		return fossil.DataJSON, data, nil
+	case contentType == "" && validJSON(body):
+		data, _ := compactJSON(body)
+		return fossil.DataJSON, data, nil
+	case isTextMedia(contentType) && utf8.Valid(body):
+		return fossil.DataString, body, nil
+	default:
+		return fossil.DataBase64, body, nil
+	}
+}
+
+// compactJSON validates JSON and removes insignificant whitespace, into a
+// buffer sized once.
+func compactJSON(b []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(len(b))
+	if err := json.Compact(&buf, b); err != nil {
+		return nil, err
+	}
+	if !utf8.Valid(b) {
+		return nil, errors.New("the JSON text is not valid UTF-8")
+	}
+	return buf.Bytes(), nil
+}
+
+// sdkKnowsJSON reports whether sdk-go treats a datacontenttype as JSON
+// when it reads structured data itself.
+func sdkKnowsJSON(contentType string) bool {
+	switch mediaTypeOf(contentType) {
+	case "", "application/json", "text/json":
+		return true
+	}
+	return false
+}
+
+// mediaTypeOf returns the lower-cased type/subtype of a media type that
+// checkAttributes has already validated: the text before any parameters.
+func mediaTypeOf(contentType string) string {
+	mt, _, _ := strings.Cut(contentType, ";")
+	mt = strings.TrimSpace(mt)
+	for i := 0; i < len(mt); i++ {
+		if c := mt[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(mt)
+		}
+	}
+	return mt
+}
+
+// isJSONMedia reports whether a datacontenttype is JSON: application/json,
+// text/json or any */*+json. An absent type is not JSON here; callers decide.
+func isJSONMedia(contentType string) bool {
+	mt := mediaTypeOf(contentType)
+	return mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json")
+}
+
+func isTextMedia(contentType string) bool {
+	mt := mediaTypeOf(contentType)
+	return strings.HasPrefix(mt, "text/") || mt == "application/xml" || strings.HasSuffix(mt, "+xml") ||
+		mt == "application/x-www-form-urlencoded" || mt == "application/javascript" || mt == "application/yaml"
+}
+
+// decodeStructured handles one structured-mode event (also a batch member).
+func decodeStructured(loc string, body []byte) (*Decoded, error) {
+	body = bytes.TrimSpace(body)
+	if !validJSON(body) {
+		if len(body) == 0 || body[0] != '{' {
+			return nil, fossil.Invalid(loc, "malformed JSON: the body must be a CloudEvent JSON object")
+		}
+		return nil, fossil.Invalid(loc, "malformed JSON: %s", malformed(body))
+	}
+	return decodeObject(loc, body)
+}
+
+// decodeObject decodes one structured event from valid JSON.
+func decodeObject(loc string, body []byte) (*Decoded, error) {
+	if len(body) == 0 || body[0] != '{' {
+		return nil, fossil.Invalid(loc, "a structured CloudEvent must be a JSON object")
+	}
+	members, err := splitObject(body)
+	if err != nil {
+		return nil, fossil.Invalid(loc, "malformed JSON: %s", err.Error())
+	}
+	attrs := make(map[string]attr, len(members))
+	hasNull := false
+	for name, raw := range members {
+		a := attr{raw: raw}
+		switch {
+		case len(raw) > 1 && raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0:
+			// No escapes: the text between the quotes is the string (the
+			// document was validated by the Unmarshal above).
+			a.str, a.isStr = string(raw[1:len(raw)-1]), true
+		case len(raw) > 0 && raw[0] == '"':
+			if err := json.Unmarshal(raw, &a.str); err != nil {
+				return nil, fossil.Invalid(loc+"."+name, "malformed JSON string: %s", err.Error())
+			}
+			a.isStr = true
+		case string(raw) == "null":
+			hasNull = true
+		}
+		attrs[name] = a
+	}
+	if err := checkAttributes(loc, attrs, false); err != nil {
+		return nil, err
+	}
+	// Decode data_base64 first, so a bad one is reported as such.
+	var b64 []byte
+	if a, ok := attrs["data_base64"]; ok && a.isStr {
+		var err error
+		if b64, err = base64.StdEncoding.DecodeString(a.str); err != nil {
+			return nil, fossil.Invalid(loc+".data_base64", "data_base64 is not valid base64: %s", err.Error())
+		}
+	}
+	// sdk-go parses the attributes; the data is taken here (see Decode).
+	// sdk-go can read the document as it is unless a member is null or the
+	// data is JSON of a media type it does not know as JSON (*/*+json);
+	// only then is a copy without the data made for it.
+	doc := body
+	if a, ok := attrs["datacontenttype"]; hasNull || (ok && !sdkKnowsJSON(a.str) && attrs["data"].raw != nil) {
+		delete(members, "data")
+		delete(members, "data_base64")
+		for name, raw := range members {
+			if string(raw) == "null" {
+				delete(members, name)
+			}
+		}
+		var err error
+		if doc, err = json.Marshal(members); err != nil {
+			return nil, fossil.Invalid(loc, "malformed JSON: %s", err.Error())
+		}
+	}
+	ev := event.New()
+	if err := ev.UnmarshalJSON(doc); err != nil {
+		return nil, fossil.Invalid(loc, "not a valid CloudEvent: %s", err.Error())
+	}
+	d := &Decoded{Location: loc, DataContentType: ev.DataContentType()}
+	if a, ok := attrs["data_base64"]; ok && string(a.raw) != "null" {
+		data := b64
+		if isJSONMedia(d.DataContentType) && !validJSON(data) {
+			return nil, fossil.Invalid(loc+".data_base64", "datacontenttype %q says JSON but the decoded data is not valid JSON", d.DataContentType)
+		}
+		d.DataKind, d.Data = fossil.DataBase64, data
+	} else if a, ok := attrs["data"]; ok && string(a.raw) != "null" {
+		ct := d.DataContentType
+		switch {
+		case ct == "" || isJSONMedia(ct):
+			data, err := compactJSON(a.raw)
+			if err != nil {
+				return nil, fossil.Invalid(loc+".data", "malformed JSON data: %s", err.Error())
+			}
+			d.DataKind, d.Data = fossil.DataJSON, data
+		case a.isStr:
+			d.DataKind, d.Data = fossil.DataString, []byte(a.str)
+		default:
+			return nil, fossil.Invalid(loc+".data", "datacontenttype %q is not JSON, so data must be a JSON string (or use data_base64)", ct)
+		}
+	}
+	return finish(d, &ev, attrs)
+}
+
+// decodeBatch handles batched mode: a JSON array of structured events.
+func decodeBatch(body []byte) ([]*Decoded, error) {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 || body[0] != '[' {
+		if !validJSON(body) {
+			return nil, fossil.Invalid("body", "malformed JSON: a batch must be a JSON array of CloudEvents")
+		}
+		return nil, fossil.Invalid("body", "a batch must be a JSON array of CloudEvents")
+	}
+	if !validJSON(body) {
+		return nil, fossil.Invalid("body", "malformed JSON: %s", malformed(body))
+	}
+	members := splitArray(body)
+	switch {
+	case len(members) == 0:
+		return nil, fossil.Invalid("body", "the batch is empty")
+	case len(members) > maxBatchEvents:
+		return nil, fossil.Invalid("body", "the batch holds %d events; at most %d are allowed", len(members), maxBatchEvents)
+	}
+	out := make([]*Decoded, len(members))
+	for i, m := range members {
+		d, err := decodeObject(fmt.Sprintf("body[%d]", i), m)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = d
+	}
+	return out, nil
+}
+
+// finish builds the stored form of a decoded event. source and dataschema
+// are kept as received (see [fossil.EncodeDocVerbatim]); sdk-go has checked
+// that they parse.
+func finish(d *Decoded, ev *event.Event, attrs map[string]attr) (*Decoded, error) {
+	source, dataschema := attrs["source"].str, ""
+	if a := attrs["dataschema"]; a.isStr {
+		dataschema = a.str
+	}
+	d.Event = &fossil.Event{
+		ID:      ev.ID(),
+		Source:  source,
+		Type:    ev.Type(),
+		Subject: ev.Subject(),
+		Time:    ev.Time(),
+		Doc:     fossil.EncodeDocVerbatim(ev, source, dataschema, d.DataKind, d.Data),
+	}
+	return d, nil
+}
+
+// checkAttributes validates context attributes as received, naming the
+// offending attribute. binary is true for ce-* headers, whose values are
+// all strings.
+func checkAttributes(loc string, attrs map[string]attr, binary bool) error {
+	at := func(name string) string {
+		if binary {
+			if name == "datacontenttype" {
+				return "header.Content-Type"
+			}
+			return "header.ce-" + name
+		}
+		return loc + "." + name
+	}
+	str := func(name string, required bool) (string, bool, error) {
+		a, ok := attrs[name]
+		if !ok || string(a.raw) == "null" {
+			if required {
+				return "", false, fossil.Invalid(at(name), "required attribute %q is missing", name)
+			}
+			return "", false, nil
+		}
+		if !a.isStr {
+			return "", false, fossil.Invalid(at(name), "attribute %q must be a string", name)
+		}
+		if required && a.str == "" {
+			return "", false, fossil.Invalid(at(name), "required attribute %q is empty", name)
+		}
+		if err := checkString(at(name), name, a.str); err != nil {
+			return "", false, err
+		}
+		return a.str, true, nil
+	}
+
+	sv, _, err := str("specversion", true)
+	if err != nil {
+		return err
+	}
+	if sv != "1.0" {
+		return fossil.Invalid(at("specversion"), "specversion %q is not supported; only 1.0 is", sv)
+	}
+	for _, name := range []string{"id", "source", "type"} {
+		if _, _, err := str(name, true); err != nil {
+			return err
+		}
+	}
+	if _, err := url.Parse(attrs["source"].str); err != nil {
+		return fossil.Invalid(at("source"), "source %q is not a URI-reference", attrs["source"].str)
+	}
+	if s, ok, err := str("subject", false); err != nil {
+		return err
+	} else if ok && s == "" {
+		return fossil.Invalid(at("subject"), "subject must not be empty when present")
+	}
+	if s, ok, err := str("time", false); err != nil {
+		return err
+	} else if ok {
+		if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
+			return fossil.Invalid(at("time"), "time %q is not an RFC 3339 timestamp", s)
+		}
+	}
+	if s, ok, err := str("dataschema", false); err != nil {
+		return err
+	} else if ok {
+		u, err := url.Parse(s)
+		if err != nil || !u.IsAbs() {
+			return fossil.Invalid(at("dataschema"), "dataschema %q must be an absolute URI", s)
+		}
+	}
+	if s, ok, err := str("datacontenttype", false); err != nil {
+		return err
+	} else if ok {
+		if _, _, err := mime.ParseMediaType(s); err != nil {
+			return fossil.Invalid(at("datacontenttype"), "datacontenttype %q is not a valid media type: %s", s, err.Error())
+		}
+	}
+	if !binary {
+		d, hasData := attrs["data"]
+		b, hasB64 := attrs["data_base64"]
+		hasData = hasData && string(d.raw) != "null"
+		hasB64 = hasB64 && string(b.raw) != "null"
+		if hasData && hasB64 {
+			return fossil.Invalid(loc+".data_base64", "an event must not carry both data and data_base64")
+		}
+		if hasB64 && !b.isStr {
+			return fossil.Invalid(loc+".data_base64", "data_base64 must be a string")
+		}
+	}
+	for name, a := range attrs {
+		switch name {
+		case "specversion", "id", "source", "type", "subject", "time", "dataschema", "datacontenttype", "data", "data_base64":
+			continue
+		}
+		if err := checkExtension(at(name), name, a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkExtension validates an extension attribute: a name of lowercase
+// letters and digits that is not reserved, and a string, integer or boolean.
+func checkExtension(loc, name string, a attr) error {
+	if name == "" || len(name) > 64 {
+		return fossil.Invalid(loc, "extension name %q must be 1 to 64 characters", name)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return fossil.Invalid(loc, "extension name %q may only contain lowercase letters a-z and digits", name)
+		}
+	}
+	if strings.HasPrefix(name, fossil.ReservedPrefix) {
+		return fossil.Invalid(loc, "extension %q is reserved: fossil* attributes are set by the server", name)
+	}
+	if a.isStr {
+		return checkString(loc, name, a.str)
+	}
+	raw := string(a.raw)
+	switch {
+	case raw == "null", raw == "true", raw == "false":
+		return nil
+	case len(raw) > 0 && (raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9')):
+		var n json.Number
+		if err := json.Unmarshal(a.raw, &n); err != nil {
+			return fossil.Invalid(loc, "extension %q is not a valid number", name)
+		}
+		i, err := n.Int64()
+		if err != nil || i < -1<<31 || i > 1<<31-1 {
+			return fossil.Invalid(loc, "extension %q must be a 32-bit integer, got %s", name, raw)
+		}
+		return nil
+	default:
+		return fossil.Invalid(loc, "extension %q must be a string, integer or boolean", name)
+	}
+}
+
+// checkString rejects control characters, which CloudEvents forbids in
+// string attributes.
+func checkString(loc, name, s string) error {
+	if !utf8.ValidString(s) {
+		return fossil.Invalid(loc, "attribute %q is not valid UTF-8", name)
+	}
+	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
+		return fossil.Invalid(loc, "attribute %q contains a control character", name)
+	}
+	return nil
+}
+
+// percentDecode decodes a ce-* header value as the CloudEvents HTTP binding
+// requires: %XX sequences become bytes, and the result must be UTF-8.
+func percentDecode(s string) (string, error) {
+	if strings.IndexByte(s, '%') < 0 {
+		if !utf8.ValidString(s) {
+			return "", errors.New("value is not valid UTF-8")
+		}
+		return s, nil
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '%' {
+			b.WriteByte(c)
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", fmt.Errorf("invalid percent-encoding at byte %d", i)
+		}
+		v, ok := fossil.DecodeHexPair(s[i+1], s[i+2])
+		if !ok {
+			return "", fmt.Errorf("invalid percent-encoding at byte %d", i)
+		}
+		b.WriteByte(v)
+		i += 2
+	}
+	out := b.String()
+	if !utf8.ValidString(out) {
+		return "", errors.New("percent-decoded value is not valid UTF-8")
+	}
+	return out, nil
+}

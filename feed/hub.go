@@ -1,0 +1,295 @@
+package feed
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fossil-events/fossil/fossil"
+	"github.com/fossil-events/fossil/notify"
+	"github.com/fossil-events/fossil/store"
+)
+
+// Config configures a [Hub].
+type Config struct {
+	Store       *store.Store
+	Broadcaster *notify.Broadcaster
+	Logger      *slog.Logger
+	// PollInterval is the fallback poll of the log head; 0 means 1s.
+	PollInterval time.Duration
+	// RingEvents and RingBytes bound the tail cache; 0 means 16384 events
+	// and 64 MiB.
+	RingEvents int
+	RingBytes  int64
+	// PageSize is the number of events per catch-up query; 0 means 1000.
+	PageSize int
+	// Keepalive is the interval of ": keepalive" comments on idle streams;
+	// 0 means 15s.
+	Keepalive time.Duration
+	// WriteTimeout bounds one write to a client; a client that does not
+	// read for this long is disconnected. 0 means 30s.
+	WriteTimeout time.Duration
+	// MaxClients caps concurrent streams; 0 means no cap.
+	MaxClients int
+	// ObserveFunc, when set, is told about delivered events (for metrics).
+	ObserveFunc func(delivered int, lag time.Duration)
+}
+
+// frame is one event rendered once for every subscriber.
+type frame struct {
+	number int64
+	stream string
+	data   []byte // "id: N\ndata: {...}\n\n"
+	commit time.Time
+}
+
+// Hub owns the tail of the log: it follows the head and caches the newest
+// frames. All methods are safe for concurrent use.
+type Hub struct {
+	cfg    Config
+	logger *slog.Logger
+
+	mu      sync.RWMutex
+	ring    []*frame // circular, len == cfg.RingEvents
+	start   int      // index of the oldest frame
+	count   int      // frames in the ring
+	bytes   int64    // bytes held by the ring
+	last    int64    // newest event number loaded; all events <= last are committed
+	changed chan struct{}
+
+	clients atomic.Int64
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// New returns a Hub; call [Hub.Start].
+func New(cfg Config) *Hub {
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.RingEvents <= 0 {
+		cfg.RingEvents = 16384
+	}
+	if cfg.RingBytes <= 0 {
+		cfg.RingBytes = 64 << 20
+	}
+	if cfg.PageSize <= 0 {
+		cfg.PageSize = 1000
+	}
+	if cfg.Keepalive <= 0 {
+		cfg.Keepalive = 15 * time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Hub{
+		cfg:     cfg,
+		logger:  cfg.Logger.With("component", "feed"),
+		ring:    make([]*frame, cfg.RingEvents),
+		changed: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+}
+
+// Start loads the head and runs the tailer until [Hub.Stop].
+func (h *Hub) Start(ctx context.Context) error {
+	head, err := h.cfg.Store.Head(ctx)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.last = head
+	h.mu.Unlock()
+	ctx, h.cancel = context.WithCancel(ctx)
+	go h.tail(ctx)
+	return nil
+}
+
+// Stop ends the tailer.
+func (h *Hub) Stop() {
+	if h.cancel != nil {
+		h.cancel()
+		<-h.done
+	}
+}
+
+// Last returns the newest event number the hub has loaded.
+func (h *Hub) Last() int64 {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.last
+}
+
+// Clients returns the number of open streams.
+func (h *Hub) Clients() int64 { return h.clients.Load() }
+
+// Cached returns how many frames the tail cache holds and their size in
+// bytes; both stay within Config.RingEvents and Config.RingBytes.
+func (h *Hub) Cached() (events int, bytes int64) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.count, h.bytes
+}
+
+// wait returns a channel closed when the tail next advances.
+func (h *Hub) wait() <-chan struct{} {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.changed
+}
+
+func (h *Hub) tail(ctx context.Context) {
+	defer close(h.done)
+	events := h.cfg.Broadcaster.Subscribe(store.ChannelEvents)
+	defer events.Close()
+	replaced := h.cfg.Broadcaster.Subscribe(store.ChannelReplaced)
+	defer replaced.Close()
+	for {
+		jitter := time.Duration(rand.Int64N(int64(h.cfg.PollInterval)/10 + 1))
+		timer := time.NewTimer(h.cfg.PollInterval + jitter)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-events.C():
+		case <-replaced.C():
+			// The cache may hold content that was just replaced; the old
+			// content must not be served again. Drop the cache; readers
+			// behind fall back to SQL.
+			h.clear()
+		case <-timer.C:
+		}
+		timer.Stop()
+		if h.clients.Load() == 0 {
+			// Nobody is streaming: rendering every new event would be wasted
+			// work. Follow the head only; a stream that opens later reads
+			// what it needs from SQL until the cache fills again.
+			if err := h.skipToHead(ctx); err != nil && ctx.Err() == nil {
+				h.logger.WarnContext(ctx, "head read failed; retrying on the next wake-up", "error", err)
+			}
+			continue
+		}
+		if err := h.catchUp(ctx); err != nil && ctx.Err() == nil {
+			h.logger.WarnContext(ctx, "tail read failed; retrying on the next wake-up", "error", err)
+		}
+	}
+}
+
+// skipToHead moves h.last to the head without loading events, emptying the
+// cache (which must stay contiguous).
+func (h *Hub) skipToHead(ctx context.Context) error {
+	head, err := h.cfg.Store.Head(ctx)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if head <= h.last {
+		return nil
+	}
+	h.dropAll()
+	h.last = head
+	close(h.changed)
+	h.changed = make(chan struct{})
+	return nil
+}
+
+// catchUp loads every event committed after h.last into the ring.
+func (h *Hub) catchUp(ctx context.Context) error {
+	for {
+		h.mu.RLock()
+		after := h.last
+		h.mu.RUnlock()
+		events, err := h.cfg.Store.ReadLog(ctx, store.ReadLogParams{After: after, Limit: h.cfg.PageSize})
+		if err != nil {
+			return err
+		}
+		if len(events) == 0 {
+			return nil
+		}
+		frames := make([]*frame, len(events))
+		for i, e := range events {
+			frames[i] = newFrame(e)
+		}
+		h.push(frames)
+		if len(events) < h.cfg.PageSize {
+			return nil
+		}
+	}
+}
+
+func newFrame(e *fossil.Event) *frame {
+	return &frame{number: e.Number, stream: e.Stream, data: appendFrame(nil, e), commit: e.CommittedAt}
+}
+
+// push appends frames (numbers contiguous after h.last) and wakes waiters.
+func (h *Hub) push(frames []*frame) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, f := range frames {
+		if f.number <= h.last {
+			continue
+		}
+		if h.count > 0 && f.number != h.newest().number+1 {
+			h.dropAll() // not contiguous (cache was cleared meanwhile): restart it
+		}
+		for h.count > 0 && (h.count == len(h.ring) || h.bytes+int64(len(f.data)) > h.cfg.RingBytes) {
+			old := h.ring[h.start]
+			h.ring[h.start] = nil
+			h.start = (h.start + 1) % len(h.ring)
+			h.count--
+			h.bytes -= int64(len(old.data))
+		}
+		h.ring[(h.start+h.count)%len(h.ring)] = f
+		h.count++
+		h.bytes += int64(len(f.data))
+		h.last = f.number
+	}
+	close(h.changed)
+	h.changed = make(chan struct{})
+}
+
+func (h *Hub) newest() *frame { return h.ring[(h.start+h.count-1)%len(h.ring)] }
+
+func (h *Hub) clear() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.dropAll()
+}
+
+func (h *Hub) dropAll() {
+	for i := range h.ring {
+		h.ring[i] = nil
+	}
+	h.start, h.count, h.bytes = 0, 0, 0
+}
+
+// fromRing returns up to max cached frames after cursor, and whether the
+// ring covers the cursor. When it does not, the caller reads SQL.
+func (h *Hub) fromRing(cursor int64, max int) ([]*frame, bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if cursor >= h.last {
+		return nil, true // caught up (or ahead of this process)
+	}
+	if h.count == 0 {
+		return nil, false
+	}
+	oldest := h.ring[h.start].number
+	if cursor < oldest-1 {
+		return nil, false
+	}
+	skip := int(cursor - oldest + 1)
+	n := min(h.count-skip, max)
+	out := make([]*frame, n)
+	for i := 0; i < n; i++ {
+		out[i] = h.ring[(h.start+skip+i)%len(h.ring)]
+	}
+	return out, true
+}

@@ -1,0 +1,268 @@
+package feed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/fossil-events/fossil/fossil"
+	"github.com/fossil-events/fossil/store"
+)
+
+// Params selects what a stream delivers.
+type Params struct {
+	// Templates select streams; an event is sent when any matches.
+	Templates fossil.Templates
+	// Allow, when non-nil, must also accept the event's stream (the
+	// token's read grant).
+	Allow func(stream string) bool
+	// After is the cursor: events with a greater number are sent.
+	After int64
+	// Expires, when non-zero, ends the stream at that time (token expiry).
+	Expires time.Time
+	// OnStart, when set, runs after the headers are flushed.
+	OnStart func()
+}
+
+// ErrTooManyClients is returned by [Hub.Serve] when MaxClients streams are
+// open; nothing has been written, so the caller answers 503.
+var ErrTooManyClients = fmt.Errorf("%w: too many open event streams; retry later", fossil.ErrUnavailable)
+
+// Serve streams events to w until the client goes away, ctx ends, the
+// token expires or a write times out. It returns an error only before the
+// response has started (the caller then writes a problem); once headers are
+// sent it ends the stream silently and the client resumes with its cursor.
+func (h *Hub) Serve(ctx context.Context, w http.ResponseWriter, p Params) error {
+	if n := h.clients.Add(1); h.cfg.MaxClients > 0 && n > int64(h.cfg.MaxClients) {
+		h.clients.Add(-1)
+		w.Header().Set("Retry-After", "5")
+		return ErrTooManyClients
+	}
+	defer h.clients.Add(-1)
+
+	rc := http.NewResponseController(w)
+	hd := w.Header()
+	hd.Set("Content-Type", "text/event-stream")
+	hd.Set("Cache-Control", "no-cache")
+	hd.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		return nil //nolint:nilerr // the client is gone
+	}
+	if p.OnStart != nil {
+		p.OnStart()
+	}
+
+	s := &subscriber{hub: h, w: w, rc: rc, p: p, cursor: p.After}
+	// Cancelling ctx (client gone, server shutdown) does not interrupt a
+	// write blocked on a client that stopped reading, which would hold
+	// http.Server.Shutdown for up to the write timeout. Pulling the write
+	// deadline in does.
+	unblocked := make(chan struct{})
+	stopUnblock := context.AfterFunc(ctx, func() {
+		defer close(unblocked)
+		s.abort()
+	})
+	defer func() {
+		if !stopUnblock() {
+			<-unblocked // the response must not be touched after Serve returns
+		}
+	}()
+	if !p.Expires.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, p.Expires)
+		defer cancel()
+	}
+	err := s.run(ctx)
+	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		h.logger.DebugContext(ctx, "event stream ended", "cursor", s.cursor, "error", err)
+	}
+	return nil
+}
+
+type subscriber struct {
+	hub    *Hub
+	w      http.ResponseWriter
+	rc     *http.ResponseController
+	p      Params
+	cursor int64
+	buf    []byte
+
+	// mu orders abort against write's deadline update, so that a write
+	// never starts with a fresh deadline after the stream was aborted.
+	mu      sync.Mutex
+	aborted bool
+	writing bool
+}
+
+func (s *subscriber) run(ctx context.Context) error {
+	keepalive := time.NewTimer(s.hub.cfg.Keepalive)
+	defer keepalive.Stop()
+	for {
+		// Take the wake-up channel before looking, so an advance between
+		// the look and the wait is not missed.
+		changed := s.hub.wait()
+		sent, err := s.step(ctx)
+		if err != nil {
+			return err
+		}
+		if sent {
+			keepalive.Reset(s.hub.cfg.Keepalive)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		case <-keepalive.C:
+			if err := s.write([]byte(": keepalive\n\n")); err != nil {
+				return err
+			}
+			keepalive.Reset(s.hub.cfg.Keepalive)
+		}
+	}
+}
+
+// step sends the next page after the cursor, from the ring or from SQL. It
+// reports whether the cursor moved (so the caller loops without waiting).
+func (s *subscriber) step(ctx context.Context) (bool, error) {
+	page := s.hub.cfg.PageSize
+	frames, ok := s.hub.fromRing(s.cursor, page)
+	if ok {
+		if len(frames) == 0 {
+			return false, nil
+		}
+		s.buf = s.buf[:0]
+		delivered := 0
+		var lag time.Duration
+		for _, f := range frames {
+			if s.match(f.stream) {
+				s.buf = append(s.buf, f.data...)
+				delivered++
+				lag = time.Since(f.commit)
+			}
+		}
+		s.cursor = frames[len(frames)-1].number
+		if delivered > 0 {
+			if err := s.write(s.buf); err != nil {
+				return false, err
+			}
+			if s.hub.cfg.ObserveFunc != nil {
+				s.hub.cfg.ObserveFunc(delivered, lag)
+			}
+		}
+		return true, nil
+	}
+	// Behind the cache: read a page from SQL, narrowed by the templates'
+	// literal streams and prefixes so the index is used.
+	// known is read before the query: every event up to it was committed
+	// before the query started, so the query saw all of them.
+	known := s.hub.Last()
+	params := store.ReadLogParams{After: s.cursor, Limit: page}
+	params.Streams, params.Prefixes = narrow(s.p.Templates)
+	events, err := s.hub.cfg.Store.ReadLog(ctx, params)
+	if err != nil {
+		return false, err
+	}
+	if len(events) == 0 {
+		// Nothing matches up to the head: skip ahead to what the hub knows,
+		// so the next step is served from the ring.
+		if known > s.cursor {
+			s.cursor = known
+			return true, nil
+		}
+		return false, nil
+	}
+	s.buf = s.buf[:0]
+	delivered := 0
+	for _, e := range events {
+		if s.match(e.Stream) {
+			s.buf = appendFrame(s.buf, e)
+			delivered++
+		}
+	}
+	next := events[len(events)-1].Number
+	if len(events) < page {
+		// The scan saw every matching event up to at least known.
+		next = max(next, known)
+	}
+	s.cursor = next
+	if delivered > 0 {
+		if err := s.write(s.buf); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+func (s *subscriber) match(stream string) bool {
+	if !s.p.Templates.Match(stream) {
+		return false
+	}
+	return s.p.Allow == nil || s.p.Allow(stream)
+}
+
+// errAborted ends a stream whose context ended while it was writing.
+var errAborted = errors.New("event stream aborted")
+
+// abort makes a write in progress fail at once and later writes fail
+// before they start. It may run concurrently with write. The deadline is
+// touched only when a write is in progress, so that a stream aborted while
+// idle still ends with a proper end of the response.
+func (s *subscriber) abort() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.aborted = true
+	if s.writing {
+		_ = s.rc.SetWriteDeadline(time.Now())
+	}
+}
+
+// write sends b and flushes it within the write timeout.
+func (s *subscriber) write(b []byte) error {
+	s.mu.Lock()
+	if s.aborted {
+		s.mu.Unlock()
+		return errAborted
+	}
+	_ = s.rc.SetWriteDeadline(time.Now().Add(s.hub.cfg.WriteTimeout))
+	s.writing = true
+	s.mu.Unlock()
+	_, err := s.w.Write(b)
+	if err == nil {
+		err = s.rc.Flush()
+	}
+	s.mu.Lock()
+	s.writing = false
+	s.mu.Unlock()
+	return err
+}
+
+// narrow turns templates into the literal streams and prefixes a SQL scan
+// may be limited to. Both nil means the whole log.
+func narrow(ts fossil.Templates) (streams, prefixes []string) {
+	for _, t := range ts {
+		switch {
+		case t.Literal():
+			streams = append(streams, t.Prefix())
+		case t.Prefix() == "":
+			return nil, nil
+		default:
+			prefixes = append(prefixes, t.Prefix())
+		}
+	}
+	return streams, prefixes
+}
+
+// appendFrame renders one SSE frame: "id: N\ndata: <json>\n\n".
+func appendFrame(b []byte, e *fossil.Event) []byte {
+	b = append(b, "id: "...)
+	b = strconv.AppendInt(b, e.Number, 10)
+	b = append(b, "\ndata: "...)
+	b = e.AppendJSON(b)
+	return append(b, "\n\n"...)
+}

@@ -1,0 +1,100 @@
+package fossil
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Sentinel errors. The problem package maps each to an HTTP status; wrap them
+// with %w and, where a client needs more, with one of the XError types below.
+var (
+	// ErrInvalid marks input that breaks the contract (400).
+	ErrInvalid = errors.New("invalid input")
+	// ErrUnsupportedMediaType marks a request that is not a CloudEvent (415).
+	ErrUnsupportedMediaType = errors.New("not a CloudEvent")
+	// ErrNotFound marks a missing event, stream, consumer or schema (404).
+	ErrNotFound = errors.New("not found")
+	// ErrSequenceConflict marks a failed optimistic-concurrency check (409).
+	ErrSequenceConflict = errors.New("sequence conflict")
+	// ErrConflict marks any other state conflict (409): an event id reused
+	// with different content, a replacement aimed at another stream, an
+	// ambiguous id, a backwards commit, a consumer name already connected.
+	ErrConflict = errors.New("conflict")
+	// ErrSchemaViolation marks an event whose data fails its type's schema (422).
+	ErrSchemaViolation = errors.New("schema violation")
+	// ErrUnauthenticated marks a missing or invalid token (401).
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrForbidden marks a request outside the token's grant (403).
+	ErrForbidden = errors.New("forbidden")
+	// ErrUnavailable marks a database that is down or too slow, or a server
+	// that is shutting down or at capacity (503).
+	ErrUnavailable = errors.New("service unavailable")
+)
+
+// InvalidError says which part of a request is invalid and why. It wraps
+// [ErrInvalid] unless Err says otherwise.
+type InvalidError struct {
+	// Location names the offending part, such as "header.Fossil-Stream",
+	// "body.time" or "body[2].id".
+	Location string
+	// Message says what is wrong in one sentence.
+	Message string
+	// Err is the sentinel this error wraps; nil means ErrInvalid.
+	Err error
+}
+
+// Invalid returns an [*InvalidError] wrapping [ErrInvalid].
+func Invalid(location, format string, args ...any) *InvalidError {
+	return &InvalidError{Location: location, Message: fmt.Sprintf(format, args...)}
+}
+
+func (e *InvalidError) Error() string {
+	if e.Location == "" {
+		return e.Message
+	}
+	return e.Location + ": " + e.Message
+}
+
+func (e *InvalidError) Unwrap() error {
+	if e.Err == nil {
+		return ErrInvalid
+	}
+	return e.Err
+}
+
+// SequenceConflictError reports a failed Fossil-Expected-Sequence-Number check.
+type SequenceConflictError struct {
+	Stream   string
+	Expected int64 // what the client sent
+	Current  int64 // the sequence of the stream's last event, 0 when empty
+}
+
+func (e *SequenceConflictError) Error() string {
+	return fmt.Sprintf("stream %q: expected sequence %d but the stream's last event has sequence %d", e.Stream, e.Expected, e.Current)
+}
+
+func (e *SequenceConflictError) Unwrap() error { return ErrSequenceConflict }
+
+// SchemaViolationError lists why an event's data does not validate.
+type SchemaViolationError struct {
+	Location   string // e.g. "body[1].data"
+	Type       string // the CloudEvents type whose schema failed
+	Violations []Violation
+}
+
+// Violation is one schema failure at a JSON pointer inside the data.
+type Violation struct {
+	Pointer string `json:"pointer"`
+	Message string `json:"message"`
+}
+
+func (e *SchemaViolationError) Error() string {
+	msgs := make([]string, 0, len(e.Violations))
+	for _, v := range e.Violations {
+		msgs = append(msgs, fmt.Sprintf("%s: %s", v.Pointer, v.Message))
+	}
+	return fmt.Sprintf("%s: data does not match the schema for type %q: %s", e.Location, e.Type, strings.Join(msgs, "; "))
+}
+
+func (e *SchemaViolationError) Unwrap() error { return ErrSchemaViolation }

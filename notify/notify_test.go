@@ -1,0 +1,80 @@
+// The listener loop (reconnect, re-LISTEN, wake-all after a reconnect) is
+// tested against the real database in package streamer (fault_test.go:
+// pg_terminate_backend on the LISTEN connection and a PostgreSQL restart).
+// These tests cover the in-process broadcaster.
+package notify_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/fossil-events/fossil/notify"
+)
+
+func woken(s *notify.Subscription) bool {
+	select {
+	case <-s.C():
+		return true
+	case <-time.After(50 * time.Millisecond):
+		return false
+	}
+}
+
+func TestNotifyFilters(t *testing.T) {
+	t.Parallel()
+	b := notify.New(nil, notify.Config{})
+	all := b.Subscribe("events")
+	one := b.Subscribe("acks", "7:billing")
+	two := b.Subscribe("acks", "7:billing", "8:billing")
+	other := b.Subscribe("schemas")
+	defer all.Close()
+	defer one.Close()
+	defer two.Close()
+	defer other.Close()
+
+	b.Notify("acks", "8:billing")
+	if woken(one) || !woken(two) || woken(all) || woken(other) {
+		t.Fatal("payload filter delivered to the wrong subscriptions")
+	}
+	b.Notify("acks", "7:billing")
+	if !woken(one) || !woken(two) {
+		t.Fatal("matching filters not woken")
+	}
+	b.Notify("events", "42")
+	if !woken(all) || woken(one) {
+		t.Fatal("channel-wide subscription not woken, or another channel woken")
+	}
+}
+
+// TestNotifyCoalesces: wake-ups never block the publisher and coalesce into
+// one pending wake-up per subscription.
+func TestNotifyCoalesces(t *testing.T) {
+	t.Parallel()
+	b := notify.New(nil, notify.Config{})
+	s := b.Subscribe("events")
+	defer s.Close()
+	for i := 0; i < 1000; i++ {
+		b.Notify("events", "")
+	}
+	if !woken(s) || woken(s) {
+		t.Fatal("want exactly one pending wake-up")
+	}
+}
+
+func TestNotifyCloseAndWakeAll(t *testing.T) {
+	t.Parallel()
+	b := notify.New(nil, notify.Config{})
+	a := b.Subscribe("events")
+	c := b.Subscribe("acks", "1:x")
+	a.Close()
+	a.Close() // twice is fine
+	b.Notify("events", "")
+	if woken(a) {
+		t.Fatal("a closed subscription was woken")
+	}
+	b.WakeAll()
+	if !woken(c) {
+		t.Fatal("WakeAll missed a subscription")
+	}
+	c.Close()
+}

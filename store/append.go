@@ -1,0 +1,371 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/fossil-events/fossil/fossil"
+)
+
+// AppendRequest is one /collect request: events for one stream that are
+// stored together or not at all.
+type AppendRequest struct {
+	Stream string
+	// Events carry ID, Source, Type, Subject, Time, ExpectAck and Doc; the
+	// store assigns Number, Sequence and CommittedAt.
+	Events []*fossil.Event
+	// ExpectedSequence, when > 0, is the sequence the first new event must
+	// get: the stream must hold exactly ExpectedSequence-1 events.
+	ExpectedSequence int64
+	// Replace overwrites the stored events with the same source and id in
+	// place instead of appending.
+	Replace bool
+}
+
+// Position is where an event landed.
+type Position struct {
+	ID       string `json:"id"`
+	Source   string `json:"source"`
+	Number   int64  `json:"fossileventnumber"`
+	Sequence int64  `json:"fossilsequenceinstream"`
+}
+
+// AppendResult reports the positions of a request's events, in request order.
+type AppendResult struct {
+	Events []Position
+	// Duplicate is true when every event was already stored with identical
+	// content, so nothing was written.
+	Duplicate bool
+}
+
+// appendOutcome is the answer to one request of a group.
+type appendOutcome struct {
+	res *AppendResult
+	err error
+}
+
+type eventKey struct{ id, source string }
+
+// known is an event the group has seen: stored before, or added by an
+// earlier request of the same group.
+type known struct {
+	number   int64
+	stream   string
+	sequence int64
+	doc      []byte
+	pending  *fossil.Event // non-nil when inserted by this group
+}
+
+// groupState is what one group transaction knows while it decides which
+// requests succeed. Decisions are made in Go under the head row lock, so a
+// request that fails a check never consumes an event number.
+type groupState struct {
+	head     int64
+	streams  map[string]int64 // stream -> last sequence
+	dirty    map[string]bool  // streams whose last sequence changed
+	events   map[eventKey]*known
+	inserts  []*fossil.Event
+	replaced map[int64]*fossil.Event // number -> replacement (stored before this group)
+}
+
+const lockHeadSQL = `SELECT last_number FROM fossil_head FOR UPDATE`
+
+const streamHeadsSQL = `SELECT name, last_sequence FROM fossil_streams WHERE name = ANY($1::text[])`
+
+const existingEventsSQL = `
+SELECT e.id, e.source, e.number, e.stream, e.sequence, e.doc
+FROM fossil_events e
+JOIN unnest($1::text[], $2::text[]) AS k(id, source) ON e.id = k.id AND e.source = k.source`
+
+// appendGroup runs one group commit: it locks the head row (so processes take
+// turns and commit order equals number order), decides every request against
+// the current state, writes the accepted events with one statement per
+// table, publishes one notification and commits. It returns one outcome per
+// request; a non-nil error means the whole transaction failed and nothing
+// was written.
+func (s *Store) appendGroup(ctx context.Context, reqs []*AppendRequest) ([]appendOutcome, *groupState, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, nil, interpretError(fmt.Errorf("acquire: %w", err))
+	}
+	defer conn.Release()
+	outcomes, st, err := groupTx(ctx, conn.Conn(), reqs)
+	if err != nil {
+		// The transaction may still be open (aborted) on the connection:
+		// roll it back, and if even that fails, drop the connection.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if _, rerr := conn.Exec(rctx, "ROLLBACK"); rerr != nil {
+			_ = conn.Conn().Close(rctx)
+		}
+		cancel()
+		return nil, nil, interpretError(err)
+	}
+	return outcomes, st, nil
+}
+
+// groupTx is one group transaction in two round trips: BEGIN travels with
+// the reads (head lock, stream heads, existing ids) and COMMIT with the
+// writes. Round trips, not statements, are what a group waits for.
+func groupTx(ctx context.Context, conn *pgx.Conn, reqs []*AppendRequest) ([]appendOutcome, *groupState, error) {
+	st, err := loadGroupState(ctx, conn, reqs)
+	if err != nil {
+		return nil, nil, err
+	}
+	outcomes := make([]appendOutcome, len(reqs))
+	for i, req := range reqs {
+		res, err := st.apply(req)
+		outcomes[i] = appendOutcome{res: res, err: err}
+	}
+	if err := st.write(ctx, conn); err != nil {
+		return nil, nil, err
+	}
+	return outcomes, st, nil
+}
+
+func loadGroupState(ctx context.Context, conn *pgx.Conn, reqs []*AppendRequest) (*groupState, error) {
+	var streams, ids, sources []string
+	seen := map[string]bool{}
+	for _, r := range reqs {
+		if !seen[r.Stream] {
+			seen[r.Stream] = true
+			streams = append(streams, r.Stream)
+		}
+		for _, e := range r.Events {
+			ids = append(ids, e.ID)
+			sources = append(sources, e.Source)
+		}
+	}
+	st := &groupState{
+		streams:  make(map[string]int64, len(streams)),
+		dirty:    map[string]bool{},
+		events:   make(map[eventKey]*known),
+		replaced: map[int64]*fossil.Event{},
+	}
+	batch := &pgx.Batch{}
+	batch.Queue("BEGIN")
+	batch.Queue(lockHeadSQL).QueryRow(func(row pgx.Row) error { return row.Scan(&st.head) })
+	batch.Queue(streamHeadsSQL, streams).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var name string
+			var seq int64
+			if err := rows.Scan(&name, &seq); err != nil {
+				return err
+			}
+			st.streams[name] = seq
+		}
+		return rows.Err()
+	})
+	batch.Queue(existingEventsSQL, ids, sources).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var k eventKey
+			kn := &known{}
+			if err := rows.Scan(&k.id, &k.source, &kn.number, &kn.stream, &kn.sequence, &kn.doc); err != nil {
+				return err
+			}
+			st.events[k] = kn
+		}
+		return rows.Err()
+	})
+	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
+		return nil, fmt.Errorf("load append state: %w", err)
+	}
+	return st, nil
+}
+
+// apply decides one request and, when it succeeds, records its effects in
+// the group state. A failing request leaves the state untouched.
+func (st *groupState) apply(req *AppendRequest) (*AppendResult, error) {
+	if req.Replace {
+		return st.applyReplace(req)
+	}
+	res := &AppendResult{Events: make([]Position, len(req.Events))}
+	var fresh []int // indexes of events to insert
+	local := map[eventKey]int{}
+	for i, e := range req.Events {
+		k := eventKey{e.ID, e.Source}
+		if j, ok := local[k]; ok {
+			if !bytes.Equal(req.Events[j].Doc, e.Doc) {
+				return nil, fossil.Invalid(fmt.Sprintf("body[%d].id", i), "the batch holds two different events with source %q and id %q", e.Source, e.ID)
+			}
+			return nil, fossil.Invalid(fmt.Sprintf("body[%d].id", i), "the batch holds the event with source %q and id %q twice", e.Source, e.ID)
+		}
+		local[k] = i
+		if kn, ok := st.events[k]; ok {
+			if kn.stream != req.Stream || !bytes.Equal(kn.doc, e.Doc) {
+				return nil, fmt.Errorf("%w: an event with source %q and id %q is already stored (event number %d in stream %q) with different content", fossil.ErrConflict, e.Source, e.ID, kn.number, kn.stream)
+			}
+			res.Events[i] = Position{ID: e.ID, Source: e.Source, Number: kn.number, Sequence: kn.sequence}
+			continue
+		}
+		fresh = append(fresh, i)
+	}
+	if len(fresh) == 0 {
+		res.Duplicate = true
+		return res, nil
+	}
+	cur := st.streams[req.Stream]
+	if req.ExpectedSequence > 0 && req.ExpectedSequence != cur+1 {
+		return nil, &fossil.SequenceConflictError{Stream: req.Stream, Expected: req.ExpectedSequence, Current: cur}
+	}
+	for _, i := range fresh {
+		e := req.Events[i]
+		st.head++
+		cur++
+		e.Number, e.Sequence, e.Stream = st.head, cur, req.Stream
+		st.inserts = append(st.inserts, e)
+		st.events[eventKey{e.ID, e.Source}] = &known{number: e.Number, stream: e.Stream, sequence: e.Sequence, doc: e.Doc, pending: e}
+		res.Events[i] = Position{ID: e.ID, Source: e.Source, Number: e.Number, Sequence: e.Sequence}
+	}
+	st.streams[req.Stream] = cur
+	st.dirty[req.Stream] = true
+	return res, nil
+}
+
+func (st *groupState) applyReplace(req *AppendRequest) (*AppendResult, error) {
+	res := &AppendResult{Events: make([]Position, len(req.Events))}
+	targets := make([]*known, len(req.Events))
+	for i, e := range req.Events {
+		kn, ok := st.events[eventKey{e.ID, e.Source}]
+		if !ok {
+			return nil, fmt.Errorf("%w: no stored event has source %q and id %q, so there is nothing to replace", fossil.ErrNotFound, e.Source, e.ID)
+		}
+		if kn.stream != req.Stream {
+			return nil, fmt.Errorf("%w: the event with source %q and id %q is in stream %q, not %q; a replacement must target the same stream", fossil.ErrConflict, e.Source, e.ID, kn.stream, req.Stream)
+		}
+		targets[i] = kn
+	}
+	for i, e := range req.Events {
+		kn := targets[i]
+		e.Number, e.Sequence, e.Stream = kn.number, kn.sequence, kn.stream
+		kn.doc = e.Doc
+		if kn.pending != nil {
+			// Replacing an event inserted earlier in this same group.
+			e.CommittedAt = kn.pending.CommittedAt
+			*kn.pending = *e
+		} else {
+			st.replaced[kn.number] = e
+		}
+		res.Events[i] = Position{ID: e.ID, Source: e.Source, Number: kn.number, Sequence: kn.sequence}
+	}
+	return res, nil
+}
+
+const insertEventsSQL = `
+INSERT INTO fossil_events (number, stream, sequence, id, source, type, subject, time, expect_ack, doc)
+SELECT number, stream, sequence, id, source, type, subject, time, expect_ack, doc::json
+FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[])
+  AS t(number, stream, sequence, id, source, type, subject, time, expect_ack, doc)`
+
+const replaceEventsSQL = `
+UPDATE fossil_events e
+SET type = r.type, subject = r.subject, time = r.time, doc = r.doc::json
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) AS r(number, type, subject, time, doc)
+WHERE e.number = r.number`
+
+const upsertStreamsSQL = `
+INSERT INTO fossil_streams (name, last_sequence)
+SELECT * FROM unnest($1::text[], $2::bigint[])
+ON CONFLICT (name) DO UPDATE SET last_sequence = excluded.last_sequence`
+
+const updateHeadSQL = `UPDATE fossil_head SET last_number = $1`
+
+const notifySQL = `SELECT pg_notify($1, $2)`
+
+// write sends every change of the group and the COMMIT in one round trip.
+// Statements of a batch run in one pipeline: after an error the server
+// skips the rest, COMMIT included, and the caller rolls back.
+func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
+	batch := &pgx.Batch{}
+	if n := len(st.inserts); n > 0 {
+		var (
+			numbers, seqs                      = make([]int64, n), make([]int64, n)
+			streams, ids, sources, types, docs = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+			subjects, acks                     = make([]*string, n), make([]*string, n)
+			times                              = make([]*time.Time, n)
+		)
+		for i, e := range st.inserts {
+			numbers[i], seqs[i] = e.Number, e.Sequence
+			streams[i], ids[i], sources[i], types[i], docs[i] = e.Stream, e.ID, e.Source, e.Type, string(e.Doc)
+			subjects[i], times[i] = optString(e.Subject), optTime(e.Time)
+			if len(e.ExpectAck) > 0 {
+				s := strings.Join(e.ExpectAck, ",")
+				acks[i] = &s
+			}
+		}
+		batch.Queue(insertEventsSQL, numbers, streams, seqs, ids, sources, types, subjects, times, acks, docs)
+		names := make([]string, 0, len(st.dirty))
+		lasts := make([]int64, 0, len(st.dirty))
+		for name := range st.dirty {
+			names = append(names, name)
+			lasts = append(lasts, st.streams[name])
+		}
+		batch.Queue(upsertStreamsSQL, names, lasts)
+		batch.Queue(updateHeadSQL, st.head)
+		batch.Queue(notifySQL, ChannelEvents, strconv.FormatInt(st.head, 10))
+	}
+	if n := len(st.replaced); n > 0 {
+		numbers := make([]int64, 0, n)
+		types, docs := make([]string, 0, n), make([]string, 0, n)
+		subjects, times := make([]*string, 0, n), make([]*time.Time, 0, n)
+		list := make([]string, 0, n)
+		for num, e := range st.replaced {
+			numbers = append(numbers, num)
+			types, docs = append(types, e.Type), append(docs, string(e.Doc))
+			subjects, times = append(subjects, optString(e.Subject)), append(times, optTime(e.Time))
+			list = append(list, strconv.FormatInt(num, 10))
+		}
+		batch.Queue(replaceEventsSQL, numbers, types, subjects, times, docs)
+		batch.Queue(notifySQL, ChannelReplaced, strings.Join(list, ","))
+	}
+	var tag pgconn.CommandTag
+	batch.Queue("COMMIT").Exec(func(ct pgconn.CommandTag) error {
+		tag = ct
+		return nil
+	})
+	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("write events: %w", err)
+	}
+	if tag.String() != "COMMIT" {
+		// COMMIT of a transaction that failed answers ROLLBACK.
+		return fmt.Errorf("write events: transaction rolled back (%s)", tag.String())
+	}
+	return nil
+}
+
+func optString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// isStatementError reports whether err was raised by PostgreSQL for a
+// statement (bad data, a constraint), as opposed to a lost connection: only
+// then is it worth retrying a group's requests one by one.
+func isStatementError(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code[:2] {
+	case "08", "53", "57", "40":
+		return false
+	}
+	return true
+}

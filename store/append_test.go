@@ -1,0 +1,457 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fossil-events/fossil/fossil"
+	"github.com/fossil-events/fossil/internal/dbtest"
+)
+
+// appendBundle is a store and its appender on a fresh database, plus a
+// separate pool for checks.
+type appendBundle struct {
+	store    *Store
+	appender *Appender
+	check    *pgxpool.Pool
+	dbURL    string
+}
+
+func setupAppend(tb testing.TB, cfg AppenderConfig) *appendBundle {
+	tb.Helper()
+	ctx := context.Background()
+	dbURL := dbtest.NewDB(tb)
+	st, err := Open(ctx, Config{DatabaseURL: dbURL, MaxConns: 8})
+	if err != nil {
+		tb.Fatalf("Open: %v", err)
+	}
+	tb.Cleanup(st.Close)
+	app := NewAppender(st, cfg)
+	tb.Cleanup(app.Close) // before st.Close
+	check, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		tb.Fatalf("check pool: %v", err)
+	}
+	tb.Cleanup(check.Close)
+	return &appendBundle{store: st, appender: app, check: check, dbURL: dbURL}
+}
+
+// testEvent returns an event as the collector hands it to the store.
+func testEvent(id, content string) *fossil.Event {
+	doc := fmt.Sprintf(`{"specversion":"1.0","id":%q,"source":"/s","type":"t","data":%q}`, id, content)
+	return &fossil.Event{ID: id, Source: "/s", Type: "t", Doc: []byte(doc)}
+}
+
+func events(evs ...*fossil.Event) []*fossil.Event { return evs }
+
+// requireDense checks that the log holds exactly 1..n, that the head says
+// n, and that each stream's sequences are 1..k in number order and match
+// fossil_streams.
+func (b *appendBundle) requireDense(tb testing.TB, n int64) {
+	tb.Helper()
+	ctx := context.Background()
+	var count, lo, hi, head, badSeq, badStreams int64
+	err := b.check.QueryRow(ctx, `
+SELECT (SELECT count(*) FROM fossil_events),
+       (SELECT coalesce(min(number), 0) FROM fossil_events),
+       (SELECT coalesce(max(number), 0) FROM fossil_events),
+       (SELECT last_number FROM fossil_head),
+       (SELECT count(*) FROM (SELECT sequence, row_number() OVER (PARTITION BY stream ORDER BY number) AS want FROM fossil_events) s WHERE sequence <> want),
+       (SELECT count(*) FROM fossil_streams s WHERE last_sequence <> (SELECT count(*) FROM fossil_events e WHERE e.stream = s.name))`).
+		Scan(&count, &lo, &hi, &head, &badSeq, &badStreams)
+	if err != nil {
+		tb.Fatalf("check log: %v", err)
+	}
+	if count != n || (n > 0 && lo != 1) || hi != n || head != n {
+		tb.Fatalf("log: count=%d min=%d max=%d head=%d, want exactly 1..%d", count, lo, hi, head, n)
+	}
+	if badSeq != 0 || badStreams != 0 {
+		tb.Fatalf("%d events out of sequence, %d stream heads wrong", badSeq, badStreams)
+	}
+}
+
+func (b *appendBundle) doc(tb testing.TB, number int64) string {
+	tb.Helper()
+	var doc string
+	if err := b.check.QueryRow(context.Background(), `SELECT doc::text FROM fossil_events WHERE number = $1`, number).Scan(&doc); err != nil {
+		tb.Fatalf("doc of %d: %v", number, err)
+	}
+	return doc
+}
+
+// holdHead locks fossil_head from another connection, so that the
+// appender's next group blocks until the returned function is called.
+func (b *appendBundle) holdHead(tb testing.TB) (release func()) {
+	tb.Helper()
+	ctx := context.Background()
+	tx, err := b.check.Begin(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT last_number FROM fossil_head FOR UPDATE`); err != nil {
+		tb.Fatal(err)
+	}
+	var once sync.Once
+	release = func() { once.Do(func() { _ = tx.Rollback(ctx) }) }
+	tb.Cleanup(release)
+	return release
+}
+
+// waitQueued waits until n requests wait in the appender's queue.
+func (b *appendBundle) waitQueued(tb testing.TB, n int) {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(b.appender.queue) < n {
+		if time.Now().After(deadline) {
+			tb.Fatalf("%d requests queued after 30s, want %d", len(b.appender.queue), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestAppendGroupDecisions runs one group transaction holding requests
+// that depend on each other, and checks each decision and that failed
+// requests consumed no number.
+func TestAppendGroupDecisions(t *testing.T) {
+	t.Parallel()
+	b := setupAppend(t, AppenderConfig{})
+
+	reqs := []*AppendRequest{
+		0:  {Stream: "a", Events: events(testEvent("e1", "x"), testEvent("e2", "x"))},
+		1:  {Stream: "a", Events: events(testEvent("late", "x")), ExpectedSequence: 1},
+		2:  {Stream: "a", Events: events(testEvent("e3", "x")), ExpectedSequence: 3},
+		3:  {Stream: "b", Events: events(testEvent("e1", "x"))},
+		4:  {Stream: "a", Events: events(testEvent("e1", "x"))},
+		5:  {Stream: "a", Events: events(testEvent("e1", "other"))},
+		6:  {Stream: "a", Events: events(testEvent("e2", "replaced")), Replace: true},
+		7:  {Stream: "a", Events: events(testEvent("nope", "x")), Replace: true},
+		8:  {Stream: "b", Events: events(testEvent("e4", "x"), testEvent("e4", "x"))},
+		9:  {Stream: "b", Events: events(testEvent("e5", "x"), testEvent("e1", "x"))},
+		10: {Stream: "b", Events: events(testEvent("e5", "x"))},
+	}
+	outcomes, _, err := b.store.appendGroup(context.Background(), reqs)
+	if err != nil {
+		t.Fatalf("appendGroup: %v", err)
+	}
+	pos := func(i int) string {
+		if outcomes[i].err != nil {
+			return "error: " + outcomes[i].err.Error()
+		}
+		return fmt.Sprintf("%v dup=%v", outcomes[i].res.Events, outcomes[i].res.Duplicate)
+	}
+	wantOK := map[int]string{
+		0:  "[{e1 /s 1 1} {e2 /s 2 2}] dup=false",
+		2:  "[{e3 /s 3 3}] dup=false",
+		4:  "[{e1 /s 1 1}] dup=true",
+		6:  "[{e2 /s 2 2}] dup=false",
+		10: "[{e5 /s 4 1}] dup=false",
+	}
+	for i, want := range wantOK {
+		if got := pos(i); got != want {
+			t.Errorf("request %d: %s, want %s", i, got, want)
+		}
+	}
+	var seq *fossil.SequenceConflictError
+	if err := outcomes[1].err; !errors.As(err, &seq) || seq.Expected != 1 || seq.Current != 2 || seq.Stream != "a" {
+		t.Errorf("request 1: %v, want a sequence conflict expecting 1 at 2", err)
+	}
+	for _, i := range []int{3, 5, 9} {
+		if err := outcomes[i].err; !errors.Is(err, fossil.ErrConflict) {
+			t.Errorf("request %d: %v, want ErrConflict", i, err)
+		}
+	}
+	if err := outcomes[7].err; !errors.Is(err, fossil.ErrNotFound) {
+		t.Errorf("request 7: %v, want ErrNotFound", err)
+	}
+	var inv *fossil.InvalidError
+	if err := outcomes[8].err; !errors.As(err, &inv) || inv.Location != "body[1].id" {
+		t.Errorf("request 8: %v, want an InvalidError at body[1].id", err)
+	}
+	b.requireDense(t, 4)
+	if doc := b.doc(t, 2); doc != string(testEvent("e2", "replaced").Doc) {
+		t.Errorf("event 2 = %s, want the replacement", doc)
+	}
+}
+
+// TestAppenderConcurrent: 64 goroutines append to one stream and to many;
+// no request fails and the log is dense.
+func TestAppenderConcurrent(t *testing.T) {
+	t.Parallel()
+	const writers, perWriter = 64, 50
+	for _, tt := range []struct {
+		name   string
+		stream func(w int) string
+	}{
+		{name: "OneStream", stream: func(int) string { return "shared" }},
+		{name: "ManyStreams", stream: func(w int) string { return fmt.Sprintf("w%d", w) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setupAppend(t, AppenderConfig{})
+			var failures atomic.Int64
+			var firstErr atomic.Value
+			var wg sync.WaitGroup
+			for w := range writers {
+				wg.Go(func() {
+					for i := range perWriter {
+						_, err := b.appender.Append(context.Background(), &AppendRequest{
+							Stream: tt.stream(w),
+							Events: events(testEvent(fmt.Sprintf("w%d-%d", w, i), "x")),
+						})
+						if err != nil {
+							failures.Add(1)
+							firstErr.CompareAndSwap(nil, err.Error())
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if n := failures.Load(); n > 0 {
+				t.Fatalf("%d appends failed, first: %v", n, firstErr.Load())
+			}
+			b.requireDense(t, writers*perWriter)
+		})
+	}
+}
+
+// TestAppenderTwoProcesses: two stores with their own appenders on one
+// database (two server processes) append concurrently; the head row lock
+// keeps numbers dense and sequences consistent.
+func TestAppenderTwoProcesses(t *testing.T) {
+	t.Parallel()
+	b := setupAppend(t, AppenderConfig{})
+	st2, err := Open(context.Background(), Config{DatabaseURL: b.dbURL, MaxConns: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st2.Close)
+	app2 := NewAppender(st2, AppenderConfig{})
+	t.Cleanup(app2.Close)
+
+	const writers, perWriter = 16, 40
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	for w := range writers {
+		app := b.appender
+		if w%2 == 1 {
+			app = app2
+		}
+		wg.Go(func() {
+			for i := range perWriter {
+				stream := "shared"
+				if i%2 == 0 {
+					stream = fmt.Sprintf("w%d", w%4)
+				}
+				if _, err := app.Append(context.Background(), &AppendRequest{
+					Stream: stream,
+					Events: events(testEvent(fmt.Sprintf("w%d-%d", w, i), "x"), testEvent(fmt.Sprintf("w%d-%d-b", w, i), "x")),
+				}); err != nil {
+					failures.Add(1)
+					t.Errorf("append: %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if failures.Load() == 0 {
+		b.requireDense(t, writers*perWriter*2)
+	}
+}
+
+// TestAppenderGroupIsolation queues requests behind a locked head row so
+// that they commit as one group, and checks that failing requests (a
+// sequence conflict, an id conflict, a statement error) neither fail their
+// neighbours nor leave a hole.
+func TestAppenderGroupIsolation(t *testing.T) {
+	t.Parallel()
+	var groups []int
+	var mu sync.Mutex
+	b := setupAppend(t, AppenderConfig{ObserveFunc: func(requests, _ int, _ time.Duration, _ error) {
+		mu.Lock()
+		groups = append(groups, requests)
+		mu.Unlock()
+	}})
+	ctx := context.Background()
+	if _, err := b.appender.Append(ctx, &AppendRequest{Stream: "s", Events: events(testEvent("taken", "x"))}); err != nil {
+		t.Fatal(err)
+	}
+
+	release := b.holdHead(t)
+	// The first request takes the appender into a group that waits for the
+	// lock; the others queue behind it and form the next group.
+	type result struct {
+		res *AppendResult
+		err error
+	}
+	reqs := []*AppendRequest{
+		{Stream: "s", Events: events(testEvent("blocked", "x"))},
+		{Stream: "s", Events: events(testEvent("ok1", "x"))},
+		{Stream: "s", Events: events(testEvent("seq", "x")), ExpectedSequence: 1},
+		{Stream: "s", Events: events(testEvent("taken", "other"))},
+		{Stream: "s", Events: events(&fossil.Event{ID: "bad", Source: "/s", Type: "t", Doc: []byte("not json")})},
+		{Stream: "t", Events: events(testEvent("ok2", "x"), testEvent("ok3", "x"))},
+	}
+	results := make([]result, len(reqs))
+	var wg sync.WaitGroup
+	for i, req := range reqs {
+		wg.Go(func() {
+			res, err := b.appender.Append(ctx, req)
+			results[i] = result{res, err}
+		})
+		if i == 0 {
+			waitFor(t, func() bool { return len(b.appender.queue) == 0 && lockWaiters(t, b) == 1 })
+		} else {
+			b.waitQueued(t, i)
+		}
+	}
+	release()
+	wg.Wait()
+
+	for _, i := range []int{0, 1, 5} {
+		if results[i].err != nil {
+			t.Errorf("request %d failed: %v", i, results[i].err)
+		}
+	}
+	if !errors.Is(results[2].err, fossil.ErrSequenceConflict) {
+		t.Errorf("request 2: %v, want a sequence conflict", results[2].err)
+	}
+	if !errors.Is(results[3].err, fossil.ErrConflict) {
+		t.Errorf("request 3: %v, want a conflict", results[3].err)
+	}
+	if results[4].err == nil {
+		t.Errorf("request 4 with a broken document succeeded")
+	}
+	b.requireDense(t, 5)
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("group sizes: %v", groups)
+	if len(groups) < 3 || groups[2] != len(reqs)-1 {
+		t.Errorf("group sizes %v: the queued requests did not commit as one group", groups)
+	}
+}
+
+// TestAppenderCancelledAndClosed: a request whose context ended is not
+// stored and consumes no number; after Close, appends fail with
+// ErrUnavailable and Close may be called again.
+func TestAppenderCancelledAndClosed(t *testing.T) {
+	t.Parallel()
+	b := setupAppend(t, AppenderConfig{})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := b.appender.Append(ctx, &AppendRequest{Stream: "s", Events: events(testEvent("gone", "x"))}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled append: %v, want context.Canceled", err)
+	}
+	// Queued behind a held lock, then abandoned.
+	release := b.holdHead(t)
+	go func() {
+		_, _ = b.appender.Append(context.Background(), &AppendRequest{Stream: "s", Events: events(testEvent("first", "x"))})
+	}()
+	waitFor(t, func() bool { return lockWaiters(t, b) == 1 })
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.appender.Append(ctx2, &AppendRequest{Stream: "s", Events: events(testEvent("abandoned", "x"))})
+		done <- err
+	}()
+	b.waitQueued(t, 1)
+	cancel2()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("abandoned append: %v, want context.Canceled", err)
+	}
+	release()
+	res, err := b.appender.Append(context.Background(), &AppendRequest{Stream: "s", Events: events(testEvent("after", "x"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Events[0].Number != 2 || res.Events[0].Sequence != 2 {
+		t.Errorf("next append got %+v, want number 2 sequence 2", res.Events[0])
+	}
+	b.requireDense(t, 2)
+
+	b.appender.Close()
+	b.appender.Close()
+	if _, err := b.appender.Append(context.Background(), &AppendRequest{Stream: "s", Events: events(testEvent("late", "x"))}); !errors.Is(err, fossil.ErrUnavailable) {
+		t.Errorf("append after Close: %v, want ErrUnavailable", err)
+	}
+}
+
+// lockWaiters counts sessions waiting for a lock in the bundle's database.
+func lockWaiters(tb testing.TB, b *appendBundle) int {
+	tb.Helper()
+	var n int
+	err := b.check.QueryRow(context.Background(),
+		`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+func waitFor(tb testing.TB, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatal("condition not met within 30s")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// BenchmarkAppenderGroup measures appends through the group-commit
+// appender: single-event requests from 1 and 64 concurrent callers, and
+// 100-event batches.
+func BenchmarkAppenderGroup(b *testing.B) {
+	for _, bc := range []struct {
+		name            string
+		clients, perReq int
+	}{
+		{"Clients1", 1, 1},
+		{"Clients64", 64, 1},
+		{"Batch100Clients4", 4, 100},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			var groups, grouped atomic.Int64
+			ab := setupAppend(b, AppenderConfig{ObserveFunc: func(requests, _ int, _ time.Duration, _ error) {
+				groups.Add(1)
+				grouped.Add(int64(requests))
+			}})
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			for c := range bc.clients {
+				wg.Go(func() {
+					for {
+						i := next.Add(1)
+						if i > int64(b.N) {
+							return
+						}
+						evs := make([]*fossil.Event, bc.perReq)
+						for j := range evs {
+							evs[j] = testEvent(fmt.Sprintf("%d-%d", i, j), "x")
+						}
+						if _, err := ab.appender.Append(context.Background(), &AppendRequest{Stream: fmt.Sprintf("c%d", c%8), Events: evs}); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			events := float64(b.N * bc.perReq)
+			b.ReportMetric(events/b.Elapsed().Seconds(), "events/s")
+			if g := groups.Load(); g > 0 {
+				b.ReportMetric(float64(grouped.Load())/float64(g), "requests/group")
+			}
+		})
+	}
+}

@@ -1,0 +1,211 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/fossil-events/fossil/fossil"
+)
+
+// AppenderConfig tunes group commit.
+type AppenderConfig struct {
+	// MaxGroupEvents caps the events in one transaction; 0 means 2000.
+	MaxGroupEvents int
+	// TxTimeout bounds one group transaction; 0 means 10s.
+	TxTimeout time.Duration
+	// QueueSize bounds requests waiting for the appender; 0 means 8192.
+	QueueSize int
+	// ObserveFunc, when set, is called after each group transaction with
+	// its size and duration (for metrics).
+	ObserveFunc func(requests, events int, took time.Duration, err error)
+	// CommittedFunc, when set, is called after each committed group that
+	// wrote something, with the new head and whether events were replaced,
+	// so the process can wake its own readers without waiting for the
+	// database notification (and in poll-only mode).
+	CommittedFunc func(head int64, replaced bool)
+}
+
+// Appender is the single writer of a process. Concurrent [Appender.Append]
+// calls are queued and drained by one goroutine into group transactions
+// ("group commit"): one transaction, one fsync and one notification serve
+// every request that arrived while the previous group was committing.
+//
+// Guarantees: an Append returns success only after its events are durably
+// committed; event numbers are dense and assigned in commit order, also
+// across processes (the head row lock serialises appenders); a request that
+// fails a check consumes no number; concurrent appends to one stream without
+// an expected sequence never conflict.
+type Appender struct {
+	store  *Store
+	cfg    AppenderConfig
+	logger *slog.Logger
+
+	queue chan *pendingAppend
+
+	mu      sync.RWMutex // guards closed against sends on queue
+	closed  bool
+	stopped chan struct{}
+}
+
+type pendingAppend struct {
+	ctx  context.Context
+	req  *AppendRequest
+	done chan appendOutcome // capacity 1: the appender never blocks on it
+}
+
+// NewAppender starts the appender goroutine. Call [Appender.Close] to stop it.
+func NewAppender(s *Store, cfg AppenderConfig) *Appender {
+	if cfg.MaxGroupEvents <= 0 {
+		cfg.MaxGroupEvents = 2000
+	}
+	if cfg.TxTimeout <= 0 {
+		cfg.TxTimeout = 10 * time.Second
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 8192
+	}
+	a := &Appender{
+		store:   s,
+		cfg:     cfg,
+		logger:  s.logger.With("component", "appender"),
+		queue:   make(chan *pendingAppend, cfg.QueueSize),
+		stopped: make(chan struct{}),
+	}
+	go a.run()
+	return a
+}
+
+// errAppenderClosed is returned once Close has been called.
+var errAppenderClosed = fmt.Errorf("%w: the server is shutting down", fossil.ErrUnavailable)
+
+// Append stores req's events atomically and returns their positions.
+//
+// Errors: an [*fossil.SequenceConflictError] when the expected sequence does
+// not hold; [fossil.ErrConflict] for an id reused with other content or a
+// replacement aimed at another stream; [fossil.ErrNotFound] when a
+// replacement has no target; [fossil.ErrUnavailable] when the database is
+// down, too slow or the appender is closed. When ctx ends first, ctx's error
+// is returned and the request may or may not have been committed; a retry
+// is safe because appends are idempotent.
+func (a *Appender) Append(ctx context.Context, req *AppendRequest) (*AppendResult, error) {
+	p := &pendingAppend{ctx: ctx, req: req, done: make(chan appendOutcome, 1)}
+	a.mu.RLock()
+	if a.closed {
+		a.mu.RUnlock()
+		return nil, errAppenderClosed
+	}
+	select {
+	case a.queue <- p:
+		a.mu.RUnlock()
+	case <-ctx.Done():
+		a.mu.RUnlock()
+		return nil, ctx.Err()
+	}
+	select {
+	case out := <-p.done:
+		return out.res, out.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Close stops accepting appends, finishes every request already queued and
+// waits for the appender goroutine to exit.
+func (a *Appender) Close() {
+	a.mu.Lock()
+	if !a.closed {
+		a.closed = true
+		close(a.queue)
+	}
+	a.mu.Unlock()
+	<-a.stopped
+}
+
+func (a *Appender) run() {
+	defer close(a.stopped)
+	group := make([]*pendingAppend, 0, 256)
+	for {
+		p, ok := <-a.queue
+		if !ok {
+			return
+		}
+		group = append(group[:0], p)
+		events := len(p.req.Events)
+	drain:
+		for events < a.cfg.MaxGroupEvents {
+			select {
+			case p, ok := <-a.queue:
+				if !ok {
+					break drain
+				}
+				group = append(group, p)
+				events += len(p.req.Events)
+			default:
+				break drain
+			}
+		}
+		a.commit(group, events)
+	}
+}
+
+// commit runs one group. Requests whose caller has already gone are dropped
+// before the transaction starts. When the group transaction fails on a
+// statement error, each request is retried alone so that one bad request
+// cannot fail its neighbours.
+func (a *Appender) commit(group []*pendingAppend, events int) {
+	live := group[:0]
+	for _, p := range group {
+		if p.ctx.Err() != nil {
+			p.done <- appendOutcome{err: p.ctx.Err()}
+			continue
+		}
+		live = append(live, p)
+	}
+	if len(live) == 0 {
+		return
+	}
+	reqs := make([]*AppendRequest, len(live))
+	for i, p := range live {
+		reqs[i] = p.req
+	}
+	start := time.Now()
+	outcomes, err := a.runGroup(reqs)
+	if a.cfg.ObserveFunc != nil {
+		a.cfg.ObserveFunc(len(reqs), events, time.Since(start), err)
+	}
+	if err != nil && len(live) > 1 && isStatementError(err) {
+		a.logger.Warn("group append failed; retrying requests one by one", "requests", len(live), "error", err)
+		for _, p := range live {
+			out, err := a.runGroup([]*AppendRequest{p.req})
+			if err != nil {
+				p.done <- appendOutcome{err: err}
+				continue
+			}
+			p.done <- out[0]
+		}
+		return
+	}
+	if err != nil {
+		a.logger.Error("group append failed", "requests", len(live), "error", err)
+		for _, p := range live {
+			p.done <- appendOutcome{err: err}
+		}
+		return
+	}
+	for i, p := range live {
+		p.done <- outcomes[i]
+	}
+}
+
+func (a *Appender) runGroup(reqs []*AppendRequest) ([]appendOutcome, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.TxTimeout)
+	defer cancel()
+	outcomes, st, err := a.store.appendGroup(ctx, reqs)
+	if err == nil && a.cfg.CommittedFunc != nil && (len(st.inserts) > 0 || len(st.replaced) > 0) {
+		a.cfg.CommittedFunc(st.head, len(st.replaced) > 0)
+	}
+	return outcomes, err
+}

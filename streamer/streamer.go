@@ -1,0 +1,212 @@
+package streamer
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/gorilla/mux"
+
+	"github.com/fossil-events/fossil/auth"
+	"github.com/fossil-events/fossil/feed"
+	"github.com/fossil-events/fossil/fossil"
+	"github.com/fossil-events/fossil/problem"
+	"github.com/fossil-events/fossil/store"
+)
+
+// Page limits of the query endpoints.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 1000
+)
+
+// Handler serves the read endpoints.
+type Handler struct {
+	store  *store.Store
+	hub    *feed.Hub
+	logger *slog.Logger
+}
+
+// New returns a Handler.
+func New(st *store.Store, hub *feed.Hub, logger *slog.Logger) *Handler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{store: st, hub: hub, logger: logger.With("component", "streamer")}
+}
+
+// Register adds the streamer's routes.
+func (h *Handler) Register(r *mux.Router) {
+	r.Handle("/sse", problem.Handler(h.logger, h.handleSSE)).Methods(http.MethodGet)
+	r.Handle("/streams/{stream}/events", problem.Handler(h.logger, h.handleStreamEvents)).Methods(http.MethodGet)
+	r.Handle("/events", problem.Handler(h.logger, h.handleEvents)).Methods(http.MethodGet)
+	r.Handle("/events/{number}", problem.Handler(h.logger, h.handleEvent)).Methods(http.MethodGet)
+}
+
+// handleSSE serves GET /sse?stream=<template>…: every stored event after the
+// Last-Event-Id cursor whose stream matches a template, then live events.
+func (h *Handler) handleSSE(w http.ResponseWriter, r *http.Request) error {
+	templates, err := ParseStreamParams(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	after, err := ParseLastEventID(r.Header)
+	if err != nil {
+		return err
+	}
+	p := feed.Params{Templates: templates, Allow: auth.ReadFilter(r.Context()), After: after}
+	if exp, ok := auth.ExpiresAt(r.Context()); ok {
+		p.Expires = exp
+	}
+	return h.hub.Serve(r.Context(), w, p)
+}
+
+// ParseStreamParams compiles the stream query parameters (at least one).
+func ParseStreamParams(q url.Values) (fossil.Templates, error) {
+	raws := q["stream"]
+	if len(raws) == 0 {
+		return nil, fossil.Invalid("query.stream", "at least one stream template is required, e.g. ?stream=orders%%2F%%7Bid%%7D (orders/{id}) or ?stream=%%7B%%2Ball%%7D ({+all}), URL-encoded")
+	}
+	if len(raws) > 64 {
+		return nil, fossil.Invalid("query.stream", "at most 64 stream templates are allowed")
+	}
+	ts, err := fossil.ParseTemplates("query.stream", raws)
+	var inv *fossil.InvalidError
+	if err != nil && errors.As(err, &inv) {
+		for _, raw := range raws {
+			if strings.Contains(raw, "{ ") {
+				// The classic mistake: ?stream={+all} unencoded, where the
+				// '+' arrives as a space.
+				return nil, fossil.Invalid(inv.Location, "%s; a '+' in a query string means a space, send it as %%2B (e.g. ?stream=%%7B%%2Ball%%7D for {+all})", inv.Message)
+			}
+		}
+	}
+	return ts, err
+}
+
+// ParseLastEventID reads the Last-Event-Id cursor; absent means 0.
+func ParseLastEventID(hd http.Header) (int64, error) {
+	v, ok := hd[http.CanonicalHeaderKey(fossil.HeaderLastEventID)]
+	if !ok || len(v) == 0 {
+		return 0, nil
+	}
+	return fossil.ParseEventNumber("header."+fossil.HeaderLastEventID, strings.TrimSpace(v[0]))
+}
+
+// parseLimit reads ?limit=, default 100, at most 1000.
+func parseLimit(q url.Values) (int, error) {
+	s := q.Get("limit")
+	if s == "" {
+		return DefaultLimit, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, fossil.Invalid("query.limit", "limit must be a positive integer, got %q", s)
+	}
+	if n > MaxLimit {
+		return 0, fossil.Invalid("query.limit", "limit %d is above the maximum of %d", n, MaxLimit)
+	}
+	return n, nil
+}
+
+// handleStreamEvents serves GET /streams/{stream}/events?from=&limit=.
+func (h *Handler) handleStreamEvents(w http.ResponseWriter, r *http.Request) error {
+	stream, err := url.PathUnescape(mux.Vars(r)["stream"])
+	if err != nil {
+		return fossil.Invalid("path.stream", "stream is not properly escaped")
+	}
+	if err := fossil.ValidateStream("path.stream", stream); err != nil {
+		return err
+	}
+	if err := auth.CanRead(r.Context(), stream); err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	limit, err := parseLimit(q)
+	if err != nil {
+		return err
+	}
+	from := int64(1)
+	if s := q.Get("from"); s != "" {
+		if from, err = fossil.ParseExpectedSequence("query.from", s); err != nil {
+			return err
+		}
+	}
+	events, err := h.store.StreamEvents(r.Context(), stream, from, limit)
+	if err != nil {
+		return err
+	}
+	if len(events) == limit {
+		next := events[len(events)-1].Sequence + 1
+		w.Header().Set("Link", "</streams/"+url.PathEscape(stream)+"/events?from="+strconv.FormatInt(next, 10)+"&limit="+strconv.Itoa(limit)+`>; rel="next"`)
+	}
+	writeBatch(w, events, nil)
+	return nil
+}
+
+// handleEvents serves GET /events?after=&limit=: the global log.
+func (h *Handler) handleEvents(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	limit, err := parseLimit(q)
+	if err != nil {
+		return err
+	}
+	var after int64
+	if s := q.Get("after"); s != "" {
+		if after, err = fossil.ParseEventNumber("query.after", s); err != nil {
+			return err
+		}
+	}
+	events, err := h.store.ReadLog(r.Context(), store.ReadLogParams{After: after, Limit: limit})
+	if err != nil {
+		return err
+	}
+	if len(events) == limit {
+		next := events[len(events)-1].Number
+		w.Header().Set("Link", "</events?after="+strconv.FormatInt(next, 10)+"&limit="+strconv.Itoa(limit)+`>; rel="next"`)
+	}
+	writeBatch(w, events, auth.ReadFilter(r.Context()))
+	return nil
+}
+
+// handleEvent serves GET /events/{number}: one event in structured mode.
+func (h *Handler) handleEvent(w http.ResponseWriter, r *http.Request) error {
+	n, err := fossil.ParseEventNumber("path.number", mux.Vars(r)["number"])
+	if err != nil {
+		return err
+	}
+	e, err := h.store.EventByNumber(r.Context(), n)
+	if err != nil {
+		return err
+	}
+	if err := auth.CanRead(r.Context(), e.Stream); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/cloudevents+json")
+	_, _ = w.Write(append(e.AppendJSON(nil), '\n'))
+	return nil
+}
+
+// writeBatch writes events as application/cloudevents-batch+json, leaving
+// out those allow refuses.
+func writeBatch(w http.ResponseWriter, events []*fossil.Event, allow func(string) bool) {
+	b := make([]byte, 0, 512*len(events)+2)
+	b = append(b, '[')
+	first := true
+	for _, e := range events {
+		if allow != nil && !allow(e.Stream) {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = e.AppendJSON(b)
+	}
+	b = append(b, "]\n"...)
+	w.Header().Set("Content-Type", "application/cloudevents-batch+json")
+	_, _ = w.Write(b)
+}

@@ -1,0 +1,116 @@
+package streamer_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fossil-events/fossil/cmd"
+	"github.com/fossil-events/fossil/internal/dbtest"
+	"github.com/fossil-events/fossil/internal/testserver"
+)
+
+func TestMain(m *testing.M) { dbtest.Main(m) }
+
+func TestSSEHistoryThenLive(t *testing.T) {
+	t.Parallel()
+	srv := testserver.Start(t)
+	for i := 1; i <= 3; i++ {
+		srv.MustPost(t, fmt.Sprintf("visits/%d", i), testserver.Event{ID: fmt.Sprintf("h%d", i)})
+	}
+	srv.MustPost(t, "other/1", testserver.Event{ID: "o1"})
+
+	sse := srv.OpenSSE(t, "/sse?stream=visits/{id}")
+	if got := sse.Resp.Header.Get("Content-Type"); got != "text/event-stream" {
+		t.Fatalf("Content-Type = %q", got)
+	}
+	if got := sse.Resp.Header.Get("Cache-Control"); got != "no-cache" {
+		t.Fatalf("Cache-Control = %q", got)
+	}
+	frames := sse.Next(t, 3, 5*time.Second)
+	for i, f := range frames {
+		if f.Number() != int64(i+1) {
+			t.Fatalf("frame %d has id %s", i, f.ID)
+		}
+		if f.Event["id"] != fmt.Sprintf("h%d", i+1) || f.Event["fossilstream"] != fmt.Sprintf("visits/%d", i+1) ||
+			f.Event["fossileventnumber"] != float64(i+1) || f.Event["fossilsequenceinstream"] != float64(1) {
+			t.Fatalf("frame %d: %s", i, f.Data)
+		}
+	}
+	srv.MustPost(t, "other/2", testserver.Event{ID: "o2"})
+	srv.MustPost(t, "visits/9", testserver.Event{ID: "live1"})
+	srv.MustPost(t, "visits/9", testserver.Event{ID: "live2"})
+	live := sse.Next(t, 2, 5*time.Second)
+	if live[0].Event["id"] != "live1" || live[1].Event["id"] != "live2" || live[0].Number() != 6 || live[1].Number() != 7 {
+		t.Fatalf("live frames: %+v", live)
+	}
+	if live[1].Event["fossilsequenceinstream"] != float64(2) {
+		t.Fatalf("sequence: %s", live[1].Data)
+	}
+	sse.Quiet(t, 300*time.Millisecond)
+}
+
+func TestSSEResumesAfterLastEventID(t *testing.T) {
+	t.Parallel()
+	srv := testserver.Start(t)
+	for i := 1; i <= 5; i++ {
+		srv.MustPost(t, "s", testserver.Event{ID: fmt.Sprintf("e%d", i)})
+	}
+	sse := srv.OpenSSE(t, "/sse?stream=s", "Last-Event-Id", "3")
+	frames := sse.Next(t, 2, 5*time.Second)
+	if frames[0].Number() != 4 || frames[1].Number() != 5 {
+		t.Fatalf("got %s, %s", frames[0].ID, frames[1].ID)
+	}
+	sse.Quiet(t, 200*time.Millisecond)
+}
+
+func TestSSERejectsBadInput(t *testing.T) {
+	t.Parallel()
+	srv := testserver.Start(t)
+	tests := []struct {
+		name, path, lastEventID string
+		wantDetail              string
+	}{
+		{"NoStream", "/sse", "", "stream template is required"},
+		{"InvalidTemplate", "/sse?stream=%7Bunclosed", "", "invalid stream template"},
+		{"NegativeCursor", "/sse?stream=a", "-1", "non-negative integer"},
+		{"TextCursor", "/sse?stream=a", "abc", "non-negative integer"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+tt.path, nil)
+			if tt.lastEventID != "" {
+				req.Header.Set("Last-Event-Id", tt.lastEventID)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("status %d %s: %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+			}
+			if !strings.Contains(string(body), tt.wantDetail) {
+				t.Fatalf("body %s lacks %q", body, tt.wantDetail)
+			}
+		})
+	}
+}
+
+func TestSSEKeepalive(t *testing.T) {
+	t.Parallel()
+	srv := testserver.Start(t, func(c *cmd.Config) { c.SSEKeepalive = 50 * time.Millisecond })
+	sse := srv.OpenSSE(t, "/sse?stream=idle")
+	deadline := time.Now().Add(5 * time.Second)
+	for sse.Comments() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no keepalive comments")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
