@@ -7,7 +7,7 @@ LDFLAGS  := -X github.com/fossil-events/fossil/cmd.version=$(VERSION)
 PG_ADMIN_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
 .DEFAULT_GOAL := help
-.PHONY: help build test lint bench bench-go db/reset
+.PHONY: help build test lint fuzz bench bench-go db/reset
 
 help: ## List the targets.
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_\/-]+:.*## / { printf "  %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -27,6 +27,9 @@ lint: ## golangci-lint if installed, else go vet and a gofmt check.
 		out=$$(gofmt -l $$(git ls-files '*.go')) && \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi; \
 	fi
+
+fuzz: ## Every fuzz target for FUZZTIME each (default 60s; .ci/fuzz).
+	bash .ci/fuzz
 
 bench: build ## Fossil vs raw PostgreSQL on this machine (bench/run.sh, a few minutes).
 	bench/run.sh
