@@ -272,11 +272,19 @@ d99=$(j delivery .delivery_latency.p99_ms)
 		"≥0.70× raw 100-row: $(yesno "$batch >= 0.7 * $rawb")"
 	row "one hot stream, 64 writers" "$hot" "single: $(num "$single")" "$(ratio "$hot" "$single")" hot \
 		"≥0.80× many streams: $(yesno "$hot >= 0.8 * $single")"
+	# The target is commit → delivery: the server's commit→write histogram
+	# (upper bucket bounds, so conservative), while the ingest rate holds
+	# at 5,000/s (95 %). send→receive below also counts the append itself.
+	delivery_met=MISSED
+	case "$lag50$lag99" in
+	*[!0-9.]* | "") ;;
+	*) delivery_met=$(yesno "$delivery_rate >= 4750 && $lag50 < 5 && $lag99 < 50") ;;
+	esac
 	row "100 subscribers @ 5,000 ev/s" "$delivery_rate" "-" "-" delivery \
-		"delivery p50<5ms, p99<50ms: $(yesno "$d50 < 5 && $d99 < 50")"
+		"commit→write p50<5ms, p99<50ms at ≥4,750 ev/s: $delivery_met"
 	echo
 	printf '%-34s %s\n' "delivery latency (send→receive)" "p50 ${d50} ms, p95 $(j delivery .delivery_latency.p95_ms) ms, p99 ${d99} ms, $(j delivery .delivered) of $(j delivery .delivery_expected) delivered"
-	printf '%-34s %s\n' "server commit→write (/metrics)" "p50 ≤ ${lag50} ms, p99 ≤ ${lag99} ms (histogram bucket bounds)"
+	printf '%-34s %s\n' "server commit→write (/metrics)" "p50 ≤ ${lag50} ms, p99 ≤ ${lag99} ms (upper bounds of histogram buckets)"
 	printf '%-34s %s\n' "catch-up replay, 1 subscriber" "$(num "$replay") events/s over $(j replay '.replay.events // 0') events — ≥100,000/s: $(yesno "$replay >= 100000")"
 	printf '%-34s %s\n' "$IDLE idle SSE subscribers" "$idle_open open, server RSS $(calc "printf \"%.0f\", $idle_rss / 1048576") MiB (idle server: $(calc "printf \"%.0f\", $idle_base / 1048576") MiB) — <1 GiB: $(yesno "$idle_open >= $IDLE && $idle_rss > 0 && $idle_rss < 1073741824")"
 	printf '%-34s %s\n' "raw single-row INSERT tx" "1 client $(num "$raw1")/s, 16 clients $(num "$raw16")/s, 64 clients $(num "$raw64")/s"

@@ -18,6 +18,7 @@ import (
 	"github.com/fossil-events/fossil/collector"
 	"github.com/fossil-events/fossil/consumer"
 	"github.com/fossil-events/fossil/feed"
+	"github.com/fossil-events/fossil/fossil"
 	"github.com/fossil-events/fossil/metrics"
 	"github.com/fossil-events/fossil/migrations"
 	"github.com/fossil-events/fossil/notify"
@@ -261,17 +262,22 @@ func (s *Server) routes() *mux.Router {
 	return r
 }
 
-// wakeLocalReaders wakes this process's tailer right after a commit, without
-// waiting for the database notification (which still wakes the others, and
-// which poll-only mode never gets).
-func (s *Server) wakeLocalReaders(head int64, replaced bool) {
+// wakeLocalReaders serves this process's streams right after a commit: the
+// hub takes the new events directly when they follow what it holds, and
+// otherwise its tailer is woken to read them, without waiting for the
+// database notification (which still wakes the other processes, and which
+// poll-only mode never gets).
+func (s *Server) wakeLocalReaders(head int64, inserted []*fossil.Event, replaced bool) {
 	if s.notifier == nil {
 		return
 	}
+	published := s.hub != nil && s.hub.Publish(inserted, replaced)
 	if replaced {
 		s.notifier.Notify(store.ChannelReplaced, "")
 	}
-	s.notifier.Notify(store.ChannelEvents, strconv.FormatInt(head, 10))
+	if !published {
+		s.notifier.Notify(store.ChannelEvents, strconv.FormatInt(head, 10))
+	}
 }
 
 // handleHealthz serves GET /healthz: the process is up.

@@ -228,13 +228,57 @@ func newFrame(e *fossil.Event) *frame {
 	return &frame{number: e.Number, stream: e.Stream, data: appendFrame(nil, e), commit: e.CommittedAt}
 }
 
-// push appends frames (numbers contiguous after h.last) and wakes waiters.
+// Publish hands the hub the events of a group this process has just
+// committed (inserted, in number order), so that live streams get them
+// without a read of the log. It reports whether it took them: only when
+// streams are open and the events directly follow the newest event the
+// hub holds; otherwise the caller wakes the tailer, which reads them. When
+// replaced is true, stored events were overwritten and the cache, which
+// may hold their old content, is dropped first. Publish must be called
+// before the writers of these events are answered, and events must not
+// change afterwards.
+func (h *Hub) Publish(events []*fossil.Event, replaced bool) bool {
+	if replaced {
+		h.clear()
+	}
+	if len(events) == 0 || h.clients.Load() == 0 {
+		return false
+	}
+	// Render outside the lock; the commit time is now, which makes the
+	// delivery lag of these frames commit → write exactly.
+	now := time.Now()
+	frames := make([]*frame, len(events))
+	for i, e := range events {
+		frames[i] = &frame{number: e.Number, stream: e.Stream, data: appendFrame(nil, e), commit: now}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if frames[0].number != h.last+1 {
+		// Events of another process come first, or the tailer has
+		// already loaded these.
+		return false
+	}
+	h.pushLocked(frames)
+	return true
+}
+
+// push appends frames read from the log after h.last and wakes waiters.
 func (h *Hub) push(frames []*frame) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.pushLocked(frames)
+}
+
+// pushLocked appends the frames that follow h.last without a gap (frames
+// at or before h.last were published meanwhile and are skipped) and wakes
+// waiters. The caller holds h.mu.
+func (h *Hub) pushLocked(frames []*frame) {
 	for _, f := range frames {
 		if f.number <= h.last {
 			continue
+		}
+		if f.number != h.last+1 {
+			break // a gap: the tailer reads the rest from the log
 		}
 		if h.count > 0 && f.number != h.newest().number+1 {
 			h.dropAll() // not contiguous (cache was cleared meanwhile): restart it

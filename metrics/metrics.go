@@ -108,7 +108,7 @@ type Metrics struct {
 // latencyBuckets span 250µs to 15s: sub-millisecond appends on an idle
 // server up to the append timeout.
 var latencyBuckets = []float64{
-	0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15,
+	0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15,
 }
 
 // New returns a Metrics with its own registry.
@@ -156,8 +156,9 @@ func New(cfg Config) *Metrics {
 		}),
 		deliveryLag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "fossil_delivery_lag_seconds",
-			Help: "Time from an event's commit timestamp (committed_at, the start of its transaction) " +
-				"to its write to a live SSE subscriber; one observation per write, for its newest event.",
+			Help: "Time from an event's commit to its write to a live SSE subscriber; one observation per write, " +
+				"for its newest event. The commit time is exact for events this process committed and " +
+				"committed_at (the start of the transaction) for events read from the log.",
 			Buckets: latencyBuckets,
 		}),
 		appendsBy:  make(map[string]prometheus.Counter, len(results)),

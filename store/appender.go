@@ -22,10 +22,13 @@ type AppenderConfig struct {
 	// its size and duration (for metrics).
 	ObserveFunc func(requests, events int, took time.Duration, err error)
 	// CommittedFunc, when set, is called after each committed group that
-	// wrote something, with the new head and whether events were replaced,
-	// so the process can wake its own readers without waiting for the
-	// database notification (and in poll-only mode).
-	CommittedFunc func(head int64, replaced bool)
+	// wrote something, before any of its requests is answered, with the new
+	// head, the inserted events in number order (fully set: number,
+	// sequence, stream, document; the callee must not modify them) and
+	// whether stored events were replaced, so the process can serve its own
+	// readers without waiting for the database notification (and in
+	// poll-only mode).
+	CommittedFunc func(head int64, inserted []*fossil.Event, replaced bool)
 }
 
 // Appender is the single writer of a process. Concurrent [Appender.Append]
@@ -205,7 +208,7 @@ func (a *Appender) runGroup(reqs []*AppendRequest) ([]appendOutcome, error) {
 	defer cancel()
 	outcomes, st, err := a.store.appendGroup(ctx, reqs)
 	if err == nil && a.cfg.CommittedFunc != nil && (len(st.inserts) > 0 || len(st.replaced) > 0) {
-		a.cfg.CommittedFunc(st.head, len(st.replaced) > 0)
+		a.cfg.CommittedFunc(st.head, st.inserts, len(st.replaced) > 0)
 	}
 	return outcomes, err
 }
