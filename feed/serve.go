@@ -49,6 +49,12 @@ func (h *Hub) Serve(ctx context.Context, w http.ResponseWriter, p Params) error 
 	hd.Set("Content-Type", "text/event-stream")
 	hd.Set("Cache-Control", "no-cache")
 	hd.Set("X-Accel-Buffering", "no")
+	// HTTP/1.1 without chunking: the body runs until the connection closes,
+	// as the SSE specification suggests. net/http then writes each step's
+	// frames to the socket in one write; chunked, a step of more than its
+	// 4 KiB buffer took three (and an SSE connection is never reused for
+	// another request anyway). HTTP/2 drops the header.
+	hd.Set("Transfer-Encoding", "identity")
 	w.WriteHeader(http.StatusOK)
 	if err := rc.Flush(); err != nil {
 		return nil //nolint:nilerr // the client is gone

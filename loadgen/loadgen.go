@@ -398,19 +398,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 // newTransport returns a transport for one kind of traffic. It dials only
 // loopback addresses unless AllowRemote, whatever the name resolves to.
 func newTransport(cfg Config, idle int) *http.Transport {
-	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	if !cfg.AllowRemote {
-		dialer.Control = func(_, address string, _ syscall.RawConn) error {
-			host, _, err := net.SplitHostPort(address)
-			if err != nil {
-				return err
-			}
-			if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-				return fmt.Errorf("dial %s: %w", address, ErrRemoteTarget)
-			}
-			return nil
-		}
-	}
+	dialer := newDialer(cfg)
 	t := &http.Transport{
 		DialContext:           dialer.DialContext,
 		MaxIdleConns:          idle,
@@ -425,6 +413,25 @@ func newTransport(cfg Config, idle int) *http.Transport {
 		t.ReadBufferSize = 64 << 10
 	}
 	return t
+}
+
+// newDialer returns the dialer of every connection of a run: it refuses
+// addresses that are not loopback unless cfg.AllowRemote is set.
+func newDialer(cfg Config) *net.Dialer {
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	if !cfg.AllowRemote {
+		dialer.Control = func(_, address string, _ syscall.RawConn) error {
+			host, _, err := net.SplitHostPort(address)
+			if err != nil {
+				return err
+			}
+			if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+				return fmt.Errorf("dial %s: %w", address, ErrRemoteTarget)
+			}
+			return nil
+		}
+	}
+	return dialer
 }
 
 func (b *bench) fail(key, msg string) {
@@ -565,6 +572,7 @@ func (b *bench) write(ctx context.Context) []*histogram {
 		go func() {
 			defer wg.Done()
 			w := newWriter(b, i, hists[i])
+			defer w.poster.close()
 			w.run(ctx, stopAt)
 		}()
 	}
@@ -630,13 +638,15 @@ func (b *bench) progress(start time.Time, done <-chan struct{}) <-chan struct{} 
 
 // writer is one client posting events.
 type writer struct {
-	b      *bench
-	id     int
-	hist   *histogram
-	pad    string
-	body   []byte
-	seqs   map[int]int64 // stream index → next expected sequence
-	prefix string
+	b       *bench
+	poster  poster
+	id      int
+	hist    *histogram
+	pad     string
+	body    []byte
+	headers []header
+	seqs    map[int]int64 // stream index → next expected sequence
+	prefix  string
 }
 
 func newWriter(b *bench, id int, h *histogram) *writer {
@@ -648,7 +658,7 @@ func newWriter(b *bench, id int, h *histogram) *writer {
 		pad[i] = 'a' + byte(i%26)
 	}
 	return &writer{
-		b: b, id: id, hist: h, pad: string(pad), seqs: map[int]int64{},
+		b: b, poster: b.newPoster(), id: id, hist: h, pad: string(pad), seqs: map[int]int64{},
 		prefix: "bench/" + b.cfg.RunID + "/s",
 	}
 }
@@ -697,19 +707,18 @@ func (w *writer) eventID(k, j int) string {
 
 func (w *writer) post(ctx context.Context, stream, k, n int) {
 	cfg := w.b.cfg
-	streamName := w.prefix + strconv.Itoa(stream)
 	w.body = w.body[:0]
-	hd := http.Header{}
-	hd.Set("Fossil-Stream", streamName)
+	hd := append(w.headers[:0], header{"Fossil-Stream", w.prefix + strconv.Itoa(stream)})
 	if n == 1 {
-		hd.Set("Content-Type", "application/json")
-		hd.Set("Ce-Specversion", "1.0")
-		hd.Set("Ce-Id", w.eventID(k, 0))
-		hd.Set("Ce-Source", "/fossil-bench")
-		hd.Set("Ce-Type", "bench.event")
+		hd = append(hd,
+			header{"Content-Type", "application/json"},
+			header{"Ce-Specversion", "1.0"},
+			header{"Ce-Id", w.eventID(k, 0)},
+			header{"Ce-Source", "/fossil-bench"},
+			header{"Ce-Type", "bench.event"})
 		w.body = w.appendData(w.body)
 	} else {
-		hd.Set("Content-Type", "application/cloudevents-batch+json")
+		hd = append(hd, header{"Content-Type", "application/cloudevents-batch+json"})
 		w.body = append(w.body, '[')
 		for j := range n {
 			if j > 0 {
@@ -728,32 +737,25 @@ func (w *writer) post(ctx context.Context, stream, k, n int) {
 		if !ok {
 			next = 1 // the run's streams are new
 		}
-		hd.Set("Fossil-Expected-Sequence-Number", strconv.FormatInt(next, 10))
+		hd = append(hd, header{"Fossil-Expected-Sequence-Number", strconv.FormatInt(next, 10)})
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.b.base+"/collect", bytes.NewReader(w.body))
-	if err != nil {
-		w.b.fail("request", err.Error())
-		return
-	}
-	req.Header = hd
+	w.headers = hd
 	start := time.Now()
-	resp, err := w.b.post.Do(req)
+	resp, err := w.poster.post(ctx, hd, w.body)
 	if err != nil {
 		if ctx.Err() == nil {
 			w.b.fail("transport", err.Error())
 		}
 		return
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	took := time.Since(start)
-	if resp.StatusCode != http.StatusOK {
-		w.b.fail(strconv.Itoa(resp.StatusCode), fmt.Sprintf("POST /collect: %d: %s", resp.StatusCode, bytes.TrimSpace(body)))
-		if resp.StatusCode == http.StatusConflict && cfg.ExpectSequence {
+	if resp.status != http.StatusOK {
+		w.b.fail(strconv.Itoa(resp.status), fmt.Sprintf("POST /collect: %d: %s", resp.status, bytes.TrimSpace(resp.body)))
+		if resp.status == http.StatusConflict && cfg.ExpectSequence {
 			var p struct {
 				Current *int64 `json:"current_sequence"`
 			}
-			if json.Unmarshal(body, &p) == nil && p.Current != nil {
+			if json.Unmarshal(resp.body, &p) == nil && p.Current != nil {
 				w.seqs[stream] = *p.Current + 1
 			}
 		}
@@ -762,10 +764,10 @@ func (w *writer) post(ctx context.Context, stream, k, n int) {
 	w.hist.record(took)
 	w.b.requests.Add(1)
 	w.b.events.Add(int64(n))
-	if resp.Header.Get("Fossil-Duplicate") == "true" {
+	if resp.header.Get("Fossil-Duplicate") == "true" {
 		w.b.dups.Add(int64(n))
 	}
-	if seq, err := strconv.ParseInt(resp.Header.Get("Fossil-Sequence-Number"), 10, 64); err == nil {
+	if seq, err := strconv.ParseInt(resp.header.Get("Fossil-Sequence-Number"), 10, 64); err == nil {
 		w.seqs[stream] = seq + 1
 	}
 }

@@ -30,6 +30,12 @@ func TestSSEHistoryThenLive(t *testing.T) {
 	if got := sse.Resp.Header.Get("Cache-Control"); got != "no-cache" {
 		t.Fatalf("Cache-Control = %q", got)
 	}
+	// Not chunked: the body runs until the connection closes, so that each
+	// step reaches the socket in one write.
+	if te := sse.Resp.TransferEncoding; len(te) != 0 || !sse.Resp.Close || sse.Resp.ContentLength != -1 {
+		t.Fatalf("Transfer-Encoding %q, Close %v, Content-Length %d: want an unchunked body delimited by the connection's close",
+			te, sse.Resp.Close, sse.Resp.ContentLength)
+	}
 	frames := sse.Next(t, 3, 5*time.Second)
 	for i, f := range frames {
 		if f.Number() != int64(i+1) {
