@@ -7,9 +7,14 @@ CREATE TABLE fossil_head (
 );
 INSERT INTO fossil_head DEFAULT VALUES;
 
+-- Names and CloudEvents identities are compared byte by byte (COLLATE "C"):
+-- they are identifiers, not prose, and every append probes their indexes,
+-- where a locale's collation (even C.UTF-8 before PostgreSQL 17) costs a
+-- strcoll call per comparison.
+
 -- One row per stream: the sequence of its newest event.
 CREATE TABLE fossil_streams (
-    name          text        PRIMARY KEY,
+    name          text COLLATE "C" PRIMARY KEY,
     last_sequence bigint      NOT NULL,
     created_at    timestamptz NOT NULL DEFAULT now()
 );
@@ -20,8 +25,8 @@ CREATE TABLE fossil_events (
     number       bigint      PRIMARY KEY,
     stream       text        NOT NULL,
     sequence     bigint      NOT NULL,
-    id           text        NOT NULL,
-    source       text        NOT NULL,
+    id           text COLLATE "C" NOT NULL,
+    source       text COLLATE "C" NOT NULL,
     type         text        NOT NULL,
     subject      text,
     time         timestamptz,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fossil-events/fossil/fossil"
 )
@@ -68,6 +69,13 @@ type known struct {
 // requests succeed. Decisions are made in Go under the head row lock, so a
 // request that fails a check never consumes an event number.
 type groupState struct {
+	// lookedUp is set when the group read which of its events were already
+	// stored; otherwise events only knows the group's own, and the unique
+	// index catches a stored duplicate (see [Store.appendGroup]).
+	lookedUp bool
+	// retried is set when the group ran a second time, reading its stored
+	// events, because the first run met a stored duplicate.
+	retried  bool
 	head     int64
 	streams  map[string]int64 // stream -> last sequence
 	dirty    map[string]bool  // streams whose last sequence changed
@@ -91,13 +99,41 @@ JOIN unnest($1::text[], $2::text[]) AS k(id, source) ON e.id = k.id AND e.source
 // table, publishes one notification and commits. It returns one outcome per
 // request; a non-nil error means the whole transaction failed and nothing
 // was written.
-func (s *Store) appendGroup(ctx context.Context, reqs []*AppendRequest) ([]appendOutcome, *groupState, error) {
+//
+// With optimistic set (and no replacement in the group), the group does not
+// read which of its events are already stored: the unique index on (id,
+// source) finds a stored one instead, the INSERT fails and nothing is
+// written, and the group runs again reading them (st.retried reports it).
+// A failed expected sequence reruns the group the same way, before anything
+// is written, since the request may be the retry of a stored one.
+// Stored duplicates are rare (client retries), the read is not: for a batch
+// of 100 events it is 100 index probes before any decision.
+func (s *Store) appendGroup(ctx context.Context, reqs []*AppendRequest, optimistic bool) ([]appendOutcome, *groupState, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, nil, interpretError(fmt.Errorf("acquire: %w", err))
 	}
 	defer conn.Release()
-	outcomes, st, err := groupTx(ctx, conn.Conn(), reqs)
+	lookup := !optimistic
+	for _, r := range reqs {
+		lookup = lookup || r.Replace
+	}
+	outcomes, st, err := groupTxOrRollback(ctx, conn, reqs, lookup)
+	if !lookup && errors.Is(err, errNeedLookup) {
+		outcomes, st, err = groupTxOrRollback(ctx, conn, reqs, true)
+		if err == nil {
+			st.retried = true
+		}
+	}
+	if err != nil {
+		return nil, nil, interpretError(err)
+	}
+	return outcomes, st, nil
+}
+
+// groupTxOrRollback runs groupTx and, when it fails, ends the transaction.
+func groupTxOrRollback(ctx context.Context, conn *pgxpool.Conn, reqs []*AppendRequest, lookup bool) ([]appendOutcome, *groupState, error) {
+	outcomes, st, err := groupTx(ctx, conn.Conn(), reqs, lookup)
 	if err != nil {
 		// The transaction may still be open (aborted) on the connection:
 		// roll it back, and if even that fails, drop the connection.
@@ -106,22 +142,31 @@ func (s *Store) appendGroup(ctx context.Context, reqs []*AppendRequest) ([]appen
 			_ = conn.Conn().Close(rctx)
 		}
 		cancel()
-		return nil, nil, interpretError(err)
 	}
-	return outcomes, st, nil
+	return outcomes, st, err
 }
 
+// errNeedLookup fails a group that did not read its stored events when
+// they could change its outcome: one of them is stored already, or an
+// expected sequence failed, which a retry of a stored request answers with
+// its stored positions instead.
+var errNeedLookup = errors.New("the group must read its stored events")
+
 // groupTx is one group transaction in two round trips: BEGIN travels with
-// the reads (head lock, stream heads, existing ids) and COMMIT with the
-// writes. Round trips, not statements, are what a group waits for.
-func groupTx(ctx context.Context, conn *pgx.Conn, reqs []*AppendRequest) ([]appendOutcome, *groupState, error) {
-	st, err := loadGroupState(ctx, conn, reqs)
+// the reads (head lock, stream heads and, with lookup, the group's events
+// already stored) and COMMIT with the writes. Round trips, not statements,
+// are what a group waits for.
+func groupTx(ctx context.Context, conn *pgx.Conn, reqs []*AppendRequest, lookup bool) ([]appendOutcome, *groupState, error) {
+	st, err := loadGroupState(ctx, conn, reqs, lookup)
 	if err != nil {
 		return nil, nil, err
 	}
 	outcomes := make([]appendOutcome, len(reqs))
 	for i, req := range reqs {
 		res, err := st.apply(req)
+		if _, ok := errors.AsType[*fossil.SequenceConflictError](err); ok && !lookup {
+			return nil, nil, errNeedLookup
+		}
 		outcomes[i] = appendOutcome{res: res, err: err}
 	}
 	if err := st.write(ctx, conn); err != nil {
@@ -130,7 +175,7 @@ func groupTx(ctx context.Context, conn *pgx.Conn, reqs []*AppendRequest) ([]appe
 	return outcomes, st, nil
 }
 
-func loadGroupState(ctx context.Context, conn *pgx.Conn, reqs []*AppendRequest) (*groupState, error) {
+func loadGroupState(ctx context.Context, conn *pgx.Conn, reqs []*AppendRequest, lookup bool) (*groupState, error) {
 	var streams, ids, sources []string
 	seen := map[string]bool{}
 	for _, r := range reqs {
@@ -144,6 +189,7 @@ func loadGroupState(ctx context.Context, conn *pgx.Conn, reqs []*AppendRequest) 
 		}
 	}
 	st := &groupState{
+		lookedUp: lookup,
 		streams:  make(map[string]int64, len(streams)),
 		dirty:    map[string]bool{},
 		events:   make(map[eventKey]*known),
@@ -163,6 +209,12 @@ func loadGroupState(ctx context.Context, conn *pgx.Conn, reqs []*AppendRequest) 
 		}
 		return rows.Err()
 	})
+	if !lookup {
+		if err := conn.SendBatch(ctx, batch).Close(); err != nil {
+			return nil, fmt.Errorf("load append state: %w", err)
+		}
+		return st, nil
+	}
 	batch.Queue(existingEventsSQL, ids, sources).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var k eventKey
@@ -331,6 +383,11 @@ func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
 		return nil
 	})
 	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
+		var pgErr *pgconn.PgError
+		if !st.lookedUp && errors.As(err, &pgErr) && pgErr.Code == "23505" && // unique_violation
+			pgErr.ConstraintName == "fossil_events_id_source_key" {
+			return fmt.Errorf("write events: %w: %w", errNeedLookup, err)
+		}
 		return fmt.Errorf("write events: %w", err)
 	}
 	if tag.String() != "COMMIT" {

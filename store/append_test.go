@@ -136,7 +136,7 @@ func TestAppendGroupDecisions(t *testing.T) {
 		9:  {Stream: "b", Events: events(testEvent("e5", "x"), testEvent("e1", "x"))},
 		10: {Stream: "b", Events: events(testEvent("e5", "x"))},
 	}
-	outcomes, _, err := b.store.appendGroup(context.Background(), reqs)
+	outcomes, _, err := b.store.appendGroup(context.Background(), reqs, true)
 	if err != nil {
 		t.Fatalf("appendGroup: %v", err)
 	}
@@ -177,6 +177,96 @@ func TestAppendGroupDecisions(t *testing.T) {
 	b.requireDense(t, 4)
 	if doc := b.doc(t, 2); doc != string(testEvent("e2", "replaced").Doc) {
 		t.Errorf("event 2 = %s, want the replacement", doc)
+	}
+}
+
+// TestAppendGroupOptimistic covers groups that do not read their stored
+// events up front: each answer must be the one a group that reads them
+// gives, with nothing written by the failed first run and no number
+// consumed, and the group must report whether it had to run again.
+func TestAppendGroupOptimistic(t *testing.T) {
+	t.Parallel()
+	b := setupAppend(t, AppenderConfig{})
+	ctx := context.Background()
+	// Stored before: stream "s" holds e1 (number 1) and e2 (number 2).
+	if _, _, err := b.store.appendGroup(ctx, []*AppendRequest{
+		{Stream: "s", Events: events(testEvent("e1", "x"), testEvent("e2", "x"))},
+	}, false); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name        string
+		reqs        []*AppendRequest
+		want        []string // per request: positions and dup, or the error class
+		wantRetried bool
+		wantHead    int64
+	}{
+		{
+			name:     "NothingStored",
+			reqs:     []*AppendRequest{{Stream: "a", Events: events(testEvent("a1", "x"))}, {Stream: "b", Events: events(testEvent("b1", "x"))}},
+			want:     []string{"[{a1 /s 3 1}] dup=false", "[{b1 /s 4 1}] dup=false"},
+			wantHead: 4,
+		},
+		{
+			name:     "DuplicateWithinTheGroup",
+			reqs:     []*AppendRequest{{Stream: "c", Events: events(testEvent("c1", "x"))}, {Stream: "c", Events: events(testEvent("c1", "x"))}},
+			want:     []string{"[{c1 /s 5 1}] dup=false", "[{c1 /s 5 1}] dup=true"},
+			wantHead: 5,
+		},
+		{
+			name: "StoredDuplicate",
+			reqs: []*AppendRequest{
+				{Stream: "d", Events: events(testEvent("d1", "x"))},
+				{Stream: "s", Events: events(testEvent("e1", "x"))},
+				{Stream: "s", Events: events(testEvent("e2", "other"))},
+			},
+			want:        []string{"[{d1 /s 6 1}] dup=false", "[{e1 /s 1 1}] dup=true", "conflict"},
+			wantRetried: true,
+			wantHead:    6,
+		},
+		{
+			name:        "RetryOfAStoredRequestWithExpectedSequence",
+			reqs:        []*AppendRequest{{Stream: "s", Events: events(testEvent("e2", "x")), ExpectedSequence: 2}},
+			want:        []string{"[{e2 /s 2 2}] dup=true"},
+			wantRetried: true,
+			wantHead:    6,
+		},
+		{
+			name:        "ExpectedSequenceFails",
+			reqs:        []*AppendRequest{{Stream: "s", Events: events(testEvent("e9", "x")), ExpectedSequence: 2}, {Stream: "f", Events: events(testEvent("f1", "x"))}},
+			want:        []string{"sequence", "[{f1 /s 7 1}] dup=false"},
+			wantRetried: true,
+			wantHead:    7,
+		},
+	}
+	for _, tt := range tests { // in order: each case builds on the log the previous left
+		t.Run(tt.name, func(t *testing.T) {
+			outcomes, st, err := b.store.appendGroup(ctx, tt.reqs, true)
+			if err != nil {
+				t.Fatalf("appendGroup: %v", err)
+			}
+			for i, o := range outcomes {
+				var got string
+				var seq *fossil.SequenceConflictError
+				switch {
+				case errors.As(o.err, &seq):
+					got = "sequence"
+				case errors.Is(o.err, fossil.ErrConflict):
+					got = "conflict"
+				case o.err != nil:
+					got = "error: " + o.err.Error()
+				default:
+					got = fmt.Sprintf("%v dup=%v", o.res.Events, o.res.Duplicate)
+				}
+				if got != tt.want[i] {
+					t.Errorf("request %d: %s, want %s", i, got, tt.want[i])
+				}
+			}
+			if st.retried != tt.wantRetried {
+				t.Errorf("retried = %v, want %v", st.retried, tt.wantRetried)
+			}
+			b.requireDense(t, tt.wantHead)
+		})
 	}
 }
 

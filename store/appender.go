@@ -47,6 +47,9 @@ type Appender struct {
 	logger *slog.Logger
 
 	queue chan *pendingAppend
+	// lookups counts the next groups that read their stored events up
+	// front (see [Store.appendGroup]); only the appender goroutine uses it.
+	lookups int
 
 	mu      sync.RWMutex // guards closed against sends on queue
 	closed  bool
@@ -80,6 +83,10 @@ func NewAppender(s *Store, cfg AppenderConfig) *Appender {
 	go a.run()
 	return a
 }
+
+// lookupsAfterDuplicate is how many groups read their stored events up
+// front after a group met a stored duplicate.
+const lookupsAfterDuplicate = 64
 
 // errAppenderClosed is returned once Close has been called.
 var errAppenderClosed = fmt.Errorf("%w: the server is shutting down", fossil.ErrUnavailable)
@@ -206,7 +213,16 @@ func (a *Appender) commit(group []*pendingAppend, events int) {
 func (a *Appender) runGroup(reqs []*AppendRequest) ([]appendOutcome, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.TxTimeout)
 	defer cancel()
-	outcomes, st, err := a.store.appendGroup(ctx, reqs)
+	optimistic := a.lookups == 0
+	if !optimistic {
+		a.lookups--
+	}
+	outcomes, st, err := a.store.appendGroup(ctx, reqs, optimistic)
+	if err == nil && st.retried {
+		// Clients are retrying: read stored events up front for a while
+		// rather than fail and rerun groups.
+		a.lookups = lookupsAfterDuplicate
+	}
 	if err == nil && a.cfg.CommittedFunc != nil && (len(st.inserts) > 0 || len(st.replaced) > 0) {
 		a.cfg.CommittedFunc(st.head, st.inserts, len(st.replaced) > 0)
 	}
