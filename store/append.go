@@ -75,16 +75,27 @@ type groupState struct {
 	lookedUp bool
 	// retried is set when the group ran a second time, reading its stored
 	// events, because the first run met a stored duplicate.
-	retried  bool
-	head     int64
-	streams  map[string]int64 // stream -> last sequence
-	dirty    map[string]bool  // streams whose last sequence changed
-	events   map[eventKey]*known
-	inserts  []*fossil.Event
-	replaced map[int64]*fossil.Event // number -> replacement (stored before this group)
+	retried bool
+	// fromCache is set when the group was planned from a head cache: its
+	// write batch then begins the transaction, takes the lock and checks
+	// that the head is still loadedHead.
+	fromCache bool
+	// loadedHead is the head before the group: as read under the lock, or
+	// as the cache knows it.
+	loadedHead int64
+	head       int64
+	streams    map[string]int64 // stream -> last sequence
+	dirty      map[string]bool  // streams whose last sequence changed
+	events     map[eventKey]*known
+	inserts    []*fossil.Event
+	replaced   map[int64]*fossil.Event // number -> replacement (stored before this group)
 }
 
 const lockHeadSQL = `SELECT last_number FROM fossil_head FOR UPDATE`
+
+// checkHeadSQL fails with division_by_zero unless the head is $1. Run after
+// lockHeadSQL in the same transaction, it sees the latest committed head.
+const checkHeadSQL = `SELECT 1 / (last_number = $1)::int FROM fossil_head`
 
 const streamHeadsSQL = `SELECT name, last_sequence FROM fossil_streams WHERE name = ANY($1::text[])`
 
@@ -108,7 +119,7 @@ JOIN unnest($1::text[], $2::text[]) AS k(id, source) ON e.id = k.id AND e.source
 // is written, since the request may be the retry of a stored one.
 // Stored duplicates are rare (client retries), the read is not: for a batch
 // of 100 events it is 100 index probes before any decision.
-func (s *Store) appendGroup(ctx context.Context, reqs []*AppendRequest, optimistic bool) ([]appendOutcome, *groupState, error) {
+func (s *Store) appendGroup(ctx context.Context, reqs []*AppendRequest, optimistic bool, cache *headCache) ([]appendOutcome, *groupState, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, nil, interpretError(fmt.Errorf("acquire: %w", err))
@@ -118,32 +129,77 @@ func (s *Store) appendGroup(ctx context.Context, reqs []*AppendRequest, optimist
 	for _, r := range reqs {
 		lookup = lookup || r.Replace
 	}
+	retried := false
+	if st := cache.plan(reqs, lookup); st != nil {
+		outcomes, err := cachedGroupTx(ctx, conn, reqs, st)
+		switch {
+		case err == nil:
+			cache.committed(st)
+			return outcomes, st, nil
+		case errors.Is(err, errNeedLookup):
+			lookup, retried = true, true
+		case errors.Is(err, errStaleCache):
+			cache.stale()
+		default:
+			cache.reset()
+			return nil, nil, interpretError(err)
+		}
+	}
 	outcomes, st, err := groupTxOrRollback(ctx, conn, reqs, lookup)
 	if !lookup && errors.Is(err, errNeedLookup) {
 		outcomes, st, err = groupTxOrRollback(ctx, conn, reqs, true)
-		if err == nil {
-			st.retried = true
-		}
+		retried = true
 	}
 	if err != nil {
+		cache.reset()
 		return nil, nil, interpretError(err)
 	}
+	st.retried = retried
+	cache.refresh(st)
 	return outcomes, st, nil
+}
+
+// cachedGroupTx runs a group planned from the head cache in one round trip:
+// BEGIN, the head lock, a check that the head is still the one the cache
+// knows (so no other process has written since this one's last commit, and
+// the cached stream heads are exact), the writes and COMMIT. Nothing is sent
+// when a decision needs stored events ([errNeedLookup]); a stale cache fails
+// the check, or the unique index on (stream, sequence) when a stream the
+// cache took for new exists, and the transaction rolls back
+// ([errStaleCache]).
+func cachedGroupTx(ctx context.Context, conn *pgxpool.Conn, reqs []*AppendRequest, st *groupState) ([]appendOutcome, error) {
+	outcomes := make([]appendOutcome, len(reqs))
+	for i, req := range reqs {
+		res, err := st.apply(req)
+		if _, ok := errors.AsType[*fossil.SequenceConflictError](err); ok {
+			return nil, errNeedLookup
+		}
+		outcomes[i] = appendOutcome{res: res, err: err}
+	}
+	if err := st.write(ctx, conn.Conn()); err != nil {
+		rollback(ctx, conn)
+		return nil, err
+	}
+	return outcomes, nil
 }
 
 // groupTxOrRollback runs groupTx and, when it fails, ends the transaction.
 func groupTxOrRollback(ctx context.Context, conn *pgxpool.Conn, reqs []*AppendRequest, lookup bool) ([]appendOutcome, *groupState, error) {
 	outcomes, st, err := groupTx(ctx, conn.Conn(), reqs, lookup)
 	if err != nil {
-		// The transaction may still be open (aborted) on the connection:
-		// roll it back, and if even that fails, drop the connection.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		if _, rerr := conn.Exec(rctx, "ROLLBACK"); rerr != nil {
-			_ = conn.Conn().Close(rctx)
-		}
-		cancel()
+		rollback(ctx, conn)
 	}
 	return outcomes, st, err
+}
+
+// rollback ends a transaction that may still be open (aborted) on conn; if
+// even that fails, the connection is dropped.
+func rollback(ctx context.Context, conn *pgxpool.Conn) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := conn.Exec(rctx, "ROLLBACK"); err != nil {
+		_ = conn.Conn().Close(rctx)
+	}
 }
 
 // errNeedLookup fails a group that did not read its stored events when
@@ -151,6 +207,10 @@ func groupTxOrRollback(ctx context.Context, conn *pgxpool.Conn, reqs []*AppendRe
 // expected sequence failed, which a retry of a stored request answers with
 // its stored positions instead.
 var errNeedLookup = errors.New("the group must read its stored events")
+
+// errStaleCache fails a group planned from a head cache that turned out
+// stale (see [cachedGroupTx]).
+var errStaleCache = errors.New("the head cache is stale")
 
 // groupTx is one group transaction in two round trips: BEGIN travels with
 // the reads (head lock, stream heads and, with lookup, the group's events
@@ -213,6 +273,7 @@ func loadGroupState(ctx context.Context, conn *pgx.Conn, reqs []*AppendRequest, 
 		if err := conn.SendBatch(ctx, batch).Close(); err != nil {
 			return nil, fmt.Errorf("load append state: %w", err)
 		}
+		st.loadedHead = st.head
 		return st, nil
 	}
 	batch.Queue(existingEventsSQL, ids, sources).Query(func(rows pgx.Rows) error {
@@ -229,6 +290,7 @@ func loadGroupState(ctx context.Context, conn *pgx.Conn, reqs []*AppendRequest, 
 	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, fmt.Errorf("load append state: %w", err)
 	}
+	st.loadedHead = st.head
 	return st, nil
 }
 
@@ -336,6 +398,11 @@ const notifySQL = `SELECT pg_notify($1, $2)`
 // skips the rest, COMMIT included, and the caller rolls back.
 func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
 	batch := &pgx.Batch{}
+	if st.fromCache {
+		batch.Queue("BEGIN")
+		batch.Queue(lockHeadSQL)
+		batch.Queue(checkHeadSQL, st.loadedHead)
+	}
 	if n := len(st.inserts); n > 0 {
 		var (
 			numbers, seqs                      = make([]int64, n), make([]int64, n)
@@ -384,9 +451,15 @@ func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
 	})
 	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
 		var pgErr *pgconn.PgError
-		if !st.lookedUp && errors.As(err, &pgErr) && pgErr.Code == "23505" && // unique_violation
-			pgErr.ConstraintName == "fossil_events_id_source_key" {
-			return fmt.Errorf("write events: %w: %w", errNeedLookup, err)
+		if errors.As(err, &pgErr) {
+			switch {
+			case st.fromCache && pgErr.Code == "22012": // division_by_zero: checkHeadSQL failed
+				return fmt.Errorf("write events: %w: the head moved", errStaleCache)
+			case st.fromCache && pgErr.Code == "23505" && pgErr.ConstraintName == "fossil_events_stream_sequence_key":
+				return fmt.Errorf("write events: %w: %w", errStaleCache, err)
+			case !st.lookedUp && pgErr.Code == "23505" && pgErr.ConstraintName == "fossil_events_id_source_key":
+				return fmt.Errorf("write events: %w: %w", errNeedLookup, err)
+			}
 		}
 		return fmt.Errorf("write events: %w", err)
 	}

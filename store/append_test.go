@@ -136,7 +136,7 @@ func TestAppendGroupDecisions(t *testing.T) {
 		9:  {Stream: "b", Events: events(testEvent("e5", "x"), testEvent("e1", "x"))},
 		10: {Stream: "b", Events: events(testEvent("e5", "x"))},
 	}
-	outcomes, _, err := b.store.appendGroup(context.Background(), reqs, true)
+	outcomes, _, err := b.store.appendGroup(context.Background(), reqs, true, nil)
 	if err != nil {
 		t.Fatalf("appendGroup: %v", err)
 	}
@@ -191,7 +191,7 @@ func TestAppendGroupOptimistic(t *testing.T) {
 	// Stored before: stream "s" holds e1 (number 1) and e2 (number 2).
 	if _, _, err := b.store.appendGroup(ctx, []*AppendRequest{
 		{Stream: "s", Events: events(testEvent("e1", "x"), testEvent("e2", "x"))},
-	}, false); err != nil {
+	}, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -241,7 +241,7 @@ func TestAppendGroupOptimistic(t *testing.T) {
 	}
 	for _, tt := range tests { // in order: each case builds on the log the previous left
 		t.Run(tt.name, func(t *testing.T) {
-			outcomes, st, err := b.store.appendGroup(ctx, tt.reqs, true)
+			outcomes, st, err := b.store.appendGroup(ctx, tt.reqs, true, nil)
 			if err != nil {
 				t.Fatalf("appendGroup: %v", err)
 			}
@@ -268,6 +268,68 @@ func TestAppendGroupOptimistic(t *testing.T) {
 			b.requireDense(t, tt.wantHead)
 		})
 	}
+}
+
+// TestAppendGroupHeadCache runs groups of three "processes" (three head
+// caches) on one database, in turn, and checks for each group which way it
+// took and that its answer is the one the long way gives: a cache is used
+// only while no other process has written, a stream it takes for new but
+// that exists, a stored duplicate and an expected sequence all fall back
+// to reading under the lock, and nothing is written twice or skipped.
+func TestAppendGroupHeadCache(t *testing.T) {
+	t.Parallel()
+	b := setupAppend(t, AppenderConfig{})
+	ctx := context.Background()
+	caches := map[string]*headCache{"A": newHeadCache(), "B": newHeadCache(), "C": newHeadCache()}
+	req := func(stream, id string, expected int64) []*AppendRequest {
+		return []*AppendRequest{{Stream: stream, Events: events(testEvent(id, "x")), ExpectedSequence: expected}}
+	}
+	steps := []struct {
+		name, process string
+		reqs          []*AppendRequest
+		want          string
+		wantCached    bool // committed in one round trip from the cache
+		wantRetried   bool
+	}{
+		{name: "FirstGroupReads", process: "A", reqs: req("s1", "e1", 0), want: "[{e1 /s 1 1}] dup=false"},
+		{name: "KnownStream", process: "A", reqs: req("s1", "e2", 0), want: "[{e2 /s 2 2}] dup=false", wantCached: true},
+		{name: "NewStream", process: "A", reqs: req("s2", "e3", 0), want: "[{e3 /s 3 1}] dup=false", wantCached: true},
+		{name: "ExpectedSequenceKnownStream", process: "A", reqs: req("s2", "e4", 2), want: "[{e4 /s 4 2}] dup=false", wantCached: true},
+		{name: "StoredDuplicate", process: "A", reqs: req("s1", "e2", 0), want: "[{e2 /s 2 2}] dup=true", wantRetried: true},
+		{name: "ExpectedSequenceFails", process: "A", reqs: req("s1", "e5", 2), want: "sequence 2 at 2", wantRetried: true},
+		{name: "CacheValidAfterReading", process: "A", reqs: req("s1", "e6", 3), want: "[{e6 /s 5 3}] dup=false", wantCached: true},
+		{name: "OtherProcessWrites", process: "B", reqs: req("s1", "e7", 0), want: "[{e7 /s 6 4}] dup=false"},
+		{name: "HeadMovedUnderTheCache", process: "A", reqs: req("s1", "e8", 0), want: "[{e8 /s 7 5}] dup=false"},
+		{name: "SkippedAfterStale", process: "A", reqs: req("s2", "e9", 0), want: "[{e9 /s 8 3}] dup=false"},
+		{name: "ThirdProcessStarts", process: "C", reqs: req("s3", "f1", 0), want: "[{f1 /s 9 1}] dup=false"},
+		{name: "ExistingStreamTakenForNew", process: "C", reqs: req("s1", "f2", 0), want: "[{f2 /s 10 6}] dup=false"},
+		{name: "UnknownStreamWithExpectedSequence", process: "B", reqs: req("s2", "f3", 4), want: "[{f3 /s 11 4}] dup=false"},
+	}
+	for _, tt := range steps { // in order: each step builds on the log and caches the previous left
+		t.Run(tt.name, func(t *testing.T) {
+			outcomes, st, err := b.store.appendGroup(ctx, tt.reqs, true, caches[tt.process])
+			if err != nil {
+				t.Fatalf("appendGroup: %v", err)
+			}
+			var got string
+			var seq *fossil.SequenceConflictError
+			switch o := outcomes[0]; {
+			case errors.As(o.err, &seq):
+				got = fmt.Sprintf("sequence %d at %d", seq.Expected, seq.Current)
+			case o.err != nil:
+				got = "error: " + o.err.Error()
+			default:
+				got = fmt.Sprintf("%v dup=%v", o.res.Events, o.res.Duplicate)
+			}
+			if got != tt.want {
+				t.Errorf("got %s, want %s", got, tt.want)
+			}
+			if st.fromCache != tt.wantCached || st.retried != tt.wantRetried {
+				t.Errorf("from cache %v, retried %v; want %v, %v", st.fromCache, st.retried, tt.wantCached, tt.wantRetried)
+			}
+		})
+	}
+	b.requireDense(t, 11)
 }
 
 // TestAppenderConcurrent: 64 goroutines append to one stream and to many;

@@ -50,6 +50,9 @@ type Appender struct {
 	// lookups counts the next groups that read their stored events up
 	// front (see [Store.appendGroup]); only the appender goroutine uses it.
 	lookups int
+	// cache lets groups commit in one round trip (see headCache); only the
+	// appender goroutine uses it.
+	cache *headCache
 
 	mu      sync.RWMutex // guards closed against sends on queue
 	closed  bool
@@ -78,6 +81,7 @@ func NewAppender(s *Store, cfg AppenderConfig) *Appender {
 		cfg:     cfg,
 		logger:  s.logger.With("component", "appender"),
 		queue:   make(chan *pendingAppend, cfg.QueueSize),
+		cache:   newHeadCache(),
 		stopped: make(chan struct{}),
 	}
 	go a.run()
@@ -217,7 +221,7 @@ func (a *Appender) runGroup(reqs []*AppendRequest) ([]appendOutcome, error) {
 	if !optimistic {
 		a.lookups--
 	}
-	outcomes, st, err := a.store.appendGroup(ctx, reqs, optimistic)
+	outcomes, st, err := a.store.appendGroup(ctx, reqs, optimistic, a.cache)
 	if err == nil && st.retried {
 		// Clients are retrying: read stored events up front for a while
 		// rather than fail and rerun groups.
