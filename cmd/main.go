@@ -107,12 +107,23 @@ func parseConfig(name string, args []string, stderr io.Writer, env envLookup) (C
 	return cfg, cfg.Validate()
 }
 
+// defaultGCPercent is the server's garbage-collection target when GOGC is
+// not set.
+const defaultGCPercent = 200
+
 func runServer(ctx context.Context, args []string, stderr io.Writer, env envLookup) error {
 	cfg, err := parseConfig("server", args, stderr, env)
 	if err != nil {
 		return err
 	}
 	logger := newLogger(cfg, stderr)
+	if _, set := env("GOGC"); !set {
+		// The server's live heap is small and steady (buffers and the tail
+		// cache), while every request allocates: collecting at 3× the live
+		// heap instead of 2× took about 13 % less CPU per appended event.
+		// GOGC (and GOMEMLIMIT) still decide when set.
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	srv := NewServer(cfg, logger)
 	if err := srv.Run(ctx); err != nil {
 		_ = srv.Close()
