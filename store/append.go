@@ -73,8 +73,9 @@ type groupState struct {
 	// stored; otherwise events only knows the group's own, and the unique
 	// index catches a stored duplicate (see [Store.appendGroup]).
 	lookedUp bool
-	// retried is set when the group ran a second time, reading its stored
-	// events, because the first run met a stored duplicate.
+	// retried is set when the group ran again, reading its stored events,
+	// because a first run met a stored duplicate or a failed expected
+	// sequence.
 	retried bool
 	// fromCache is set when the group was planned from a head cache: its
 	// write batch then begins the transaction, takes the lock and checks
@@ -119,6 +120,11 @@ JOIN unnest($1::text[], $2::text[]) AS k(id, source) ON e.id = k.id AND e.source
 // is written, since the request may be the retry of a stored one.
 // Stored duplicates are rare (client retries), the read is not: for a batch
 // of 100 events it is 100 index probes before any decision.
+//
+// With a cache that can plan the group (see [headCache.plan]), the group is
+// decided before anything is sent and commits in one round trip; when that
+// fails, nothing was written and the group takes the long way, which
+// refreshes the cache. A nil cache always takes the long way.
 func (s *Store) appendGroup(ctx context.Context, reqs []*AppendRequest, optimistic bool, cache *headCache) ([]appendOutcome, *groupState, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
