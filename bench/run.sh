@@ -6,7 +6,7 @@
 #    database fossil_bench_raw.
 # 2. Fossil: bin/fossil server on the scratch database fossil_bench of the
 #    same PostgreSQL server, on 127.0.0.1 with a random port, and
-#    `fossil bench` for each target shape of issue 7:
+#    `fossil bench` for each target shape:
 #      single    single events, 64 clients, 1000 streams
 #      batch     batches of 100 events, 16 clients, 1000 streams
 #      hot       single events, 64 clients, one hot stream
