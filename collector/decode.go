@@ -213,12 +213,10 @@ func compactValid(b []byte) []byte {
 	inString := false
 	for i := 0; i < len(b); i++ {
 		switch c := b[i]; {
+		case inString && c == '\\':
+			i++ // the escaped byte cannot end the string
 		case inString:
-			if c == '\\' {
-				i++ // the escaped byte cannot end the string
-			} else if c == '"' {
-				inString = false
-			}
+			inString = c != '"'
 		case c == '"':
 			inString = true
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r':

@@ -215,7 +215,7 @@ func (h *Hub) catchUp(ctx context.Context) error {
 		}
 		frames := make([]*frame, len(events))
 		for i, e := range events {
-			frames[i] = newFrame(e)
+			frames[i] = newFrame(e, e.CommittedAt)
 		}
 		h.push(frames)
 		if len(events) < h.cfg.PageSize {
@@ -224,8 +224,10 @@ func (h *Hub) catchUp(ctx context.Context) error {
 	}
 }
 
-func newFrame(e *fossil.Event) *frame {
-	return &frame{number: e.Number, stream: e.Stream, data: appendFrame(nil, e), commit: e.CommittedAt}
+// newFrame renders e once for every subscriber; committed is its commit
+// time, for the delivery-lag metric.
+func newFrame(e *fossil.Event, committed time.Time) *frame {
+	return &frame{number: e.Number, stream: e.Stream, data: appendFrame(nil, e), commit: committed}
 }
 
 // Publish hands the hub the events of a group this process has just
@@ -249,7 +251,7 @@ func (h *Hub) Publish(events []*fossil.Event, replaced bool) bool {
 	now := time.Now()
 	frames := make([]*frame, len(events))
 	for i, e := range events {
-		frames[i] = &frame{number: e.Number, stream: e.Stream, data: appendFrame(nil, e), commit: now}
+		frames[i] = newFrame(e, now)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -280,9 +282,6 @@ func (h *Hub) pushLocked(frames []*frame) {
 		if f.number != h.last+1 {
 			break // a gap: the tailer reads the rest from the log
 		}
-		if h.count > 0 && f.number != h.newest().number+1 {
-			h.dropAll() // not contiguous (cache was cleared meanwhile): restart it
-		}
 		for h.count > 0 && (h.count == len(h.ring) || h.bytes+int64(len(f.data)) > h.cfg.RingBytes) {
 			old := h.ring[h.start]
 			h.ring[h.start] = nil
@@ -298,8 +297,6 @@ func (h *Hub) pushLocked(frames []*frame) {
 	close(h.changed)
 	h.changed = make(chan struct{})
 }
-
-func (h *Hub) newest() *frame { return h.ring[(h.start+h.count-1)%len(h.ring)] }
 
 func (h *Hub) clear() {
 	h.mu.Lock()

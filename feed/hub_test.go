@@ -52,7 +52,7 @@ func TestHubPublish(t *testing.T) {
 			if tt.cached[1] > 0 {
 				frames := make([]*frame, 0)
 				for _, e := range hubEvents(tt.cached[0], tt.cached[1]) {
-					frames = append(frames, newFrame(e))
+					frames = append(frames, newFrame(e, e.CommittedAt))
 				}
 				h.last = tt.cached[0] - 1
 				h.push(frames)

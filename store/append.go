@@ -174,13 +174,9 @@ func (s *Store) appendGroup(ctx context.Context, reqs []*AppendRequest, optimist
 // cache took for new exists, and the transaction rolls back
 // ([errStaleCache]).
 func cachedGroupTx(ctx context.Context, conn *pgxpool.Conn, reqs []*AppendRequest, st *groupState) ([]appendOutcome, error) {
-	outcomes := make([]appendOutcome, len(reqs))
-	for i, req := range reqs {
-		res, err := st.apply(req)
-		if _, ok := errors.AsType[*fossil.SequenceConflictError](err); ok {
-			return nil, errNeedLookup
-		}
-		outcomes[i] = appendOutcome{res: res, err: err}
+	outcomes, err := st.decide(reqs)
+	if err != nil {
+		return nil, err
 	}
 	if err := st.write(ctx, conn.Conn()); err != nil {
 		rollback(ctx, conn)
@@ -227,13 +223,9 @@ func groupTx(ctx context.Context, conn *pgx.Conn, reqs []*AppendRequest, lookup 
 	if err != nil {
 		return nil, nil, err
 	}
-	outcomes := make([]appendOutcome, len(reqs))
-	for i, req := range reqs {
-		res, err := st.apply(req)
-		if _, ok := errors.AsType[*fossil.SequenceConflictError](err); ok && !lookup {
-			return nil, nil, errNeedLookup
-		}
-		outcomes[i] = appendOutcome{res: res, err: err}
+	outcomes, err := st.decide(reqs)
+	if err != nil {
+		return nil, nil, err
 	}
 	if err := st.write(ctx, conn); err != nil {
 		return nil, nil, err
@@ -249,18 +241,16 @@ func loadGroupState(ctx context.Context, conn *pgx.Conn, reqs []*AppendRequest, 
 			seen[r.Stream] = true
 			streams = append(streams, r.Stream)
 		}
+		if !lookup {
+			continue
+		}
 		for _, e := range r.Events {
 			ids = append(ids, e.ID)
 			sources = append(sources, e.Source)
 		}
 	}
-	st := &groupState{
-		lookedUp: lookup,
-		streams:  make(map[string]int64, len(streams)),
-		dirty:    map[string]bool{},
-		events:   make(map[eventKey]*known),
-		replaced: map[int64]*fossil.Event{},
-	}
+	st := newGroupState(len(streams))
+	st.lookedUp = lookup
 	batch := &pgx.Batch{}
 	batch.Queue("BEGIN")
 	batch.Queue(lockHeadSQL).QueryRow(func(row pgx.Row) error { return row.Scan(&st.head) })
@@ -275,29 +265,48 @@ func loadGroupState(ctx context.Context, conn *pgx.Conn, reqs []*AppendRequest, 
 		}
 		return rows.Err()
 	})
-	if !lookup {
-		if err := conn.SendBatch(ctx, batch).Close(); err != nil {
-			return nil, fmt.Errorf("load append state: %w", err)
-		}
-		st.loadedHead = st.head
-		return st, nil
-	}
-	batch.Queue(existingEventsSQL, ids, sources).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var k eventKey
-			kn := &known{}
-			if err := rows.Scan(&k.id, &k.source, &kn.number, &kn.stream, &kn.sequence, &kn.doc); err != nil {
-				return err
+	if lookup {
+		batch.Queue(existingEventsSQL, ids, sources).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var k eventKey
+				kn := &known{}
+				if err := rows.Scan(&k.id, &k.source, &kn.number, &kn.stream, &kn.sequence, &kn.doc); err != nil {
+					return err
+				}
+				st.events[k] = kn
 			}
-			st.events[k] = kn
-		}
-		return rows.Err()
-	})
+			return rows.Err()
+		})
+	}
 	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, fmt.Errorf("load append state: %w", err)
 	}
 	st.loadedHead = st.head
 	return st, nil
+}
+
+func newGroupState(streams int) *groupState {
+	return &groupState{
+		streams:  make(map[string]int64, streams),
+		dirty:    map[string]bool{},
+		events:   make(map[eventKey]*known),
+		replaced: map[int64]*fossil.Event{},
+	}
+}
+
+// decide applies every request of the group in order. A group that did not
+// read its stored events stops at a failed expected sequence with
+// [errNeedLookup]: the request may be the retry of a stored one.
+func (st *groupState) decide(reqs []*AppendRequest) ([]appendOutcome, error) {
+	outcomes := make([]appendOutcome, len(reqs))
+	for i, req := range reqs {
+		res, err := st.apply(req)
+		if _, ok := errors.AsType[*fossil.SequenceConflictError](err); ok && !st.lookedUp {
+			return nil, errNeedLookup
+		}
+		outcomes[i] = appendOutcome{res: res, err: err}
+	}
+	return outcomes, nil
 }
 
 // apply decides one request and, when it succeeds, records its effects in

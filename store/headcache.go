@@ -1,7 +1,5 @@
 package store
 
-import "github.com/fossil-events/fossil/fossil"
-
 // headCache lets a group commit in one round trip instead of two. It holds
 // the log head after this process's last commit and the last sequence of
 // the streams this process has read or written since, which are exact for
@@ -36,8 +34,8 @@ func newHeadCache() *headCache {
 
 // plan returns the state of a group decided from the cache, or nil when
 // the group must take the long way: the cache is not valid or is being
-// skipped, the group reads its stored events (lookup) or replaces events,
-// or a request expects a sequence in a stream the cache does not know. A
+// skipped, the group reads its stored events (lookup, which any group with
+// a replacement does), or a request expects a sequence in a stream the cache does not know. A
 // stream the cache does not know is taken for new; if it exists, the
 // unique index on (stream, sequence) says so.
 func (c *headCache) plan(reqs []*AppendRequest, lookup bool) *groupState {
@@ -50,18 +48,11 @@ func (c *headCache) plan(reqs []*AppendRequest, lookup bool) *groupState {
 		}
 		return nil
 	}
-	st := &groupState{
-		fromCache:  true,
-		loadedHead: c.head,
-		head:       c.head,
-		streams:    make(map[string]int64, len(reqs)),
-		dirty:      map[string]bool{},
-		events:     make(map[eventKey]*known),
-		replaced:   map[int64]*fossil.Event{},
-	}
+	st := newGroupState(len(reqs))
+	st.fromCache, st.loadedHead, st.head = true, c.head, c.head
 	for _, r := range reqs {
 		seq, ok := c.streams[r.Stream]
-		if r.Replace || (r.ExpectedSequence > 0 && !ok) {
+		if r.ExpectedSequence > 0 && !ok {
 			return nil
 		}
 		if ok {
