@@ -15,8 +15,8 @@ help: ## List the targets.
 build: ## Build bin/fossil with the version from git.
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/fossil .
 
-test: ## Run the tests with the race detector (as in the README and CI).
-	$(GO) test -race -timeout 15m ./...
+test: ## Install what the tests need if missing, then run them with -race (.ci/test, as CI).
+	bash .ci/test
 
 lint: ## golangci-lint if installed, else go vet and a gofmt check.
 	@if command -v golangci-lint >/dev/null 2>&1; then \

@@ -19,21 +19,32 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// conformanceDir holds third-party material from the CloudEvents
-// conformance suite (see its README). The repository and shared/ sit side
-// by side, locally and in CI.
-const conformanceDir = "../../shared/testdata/cloudevents-conformance"
+// EnvConformanceDir names a folder holding the CloudEvents conformance
+// suite's material (v1.yaml, v1_minimum.yaml,
+// http-protocol-binding.feature). When it is set, TestConformance runs that
+// material as well as the project's own vectors; .ci/run sets it when the
+// material is present beside the repository.
+const EnvConformanceDir = "FOSSIL_CONFORMANCE_DIR"
+
+// EnvConformanceReport names a file that TestConformance writes when it
+// ran the material of EnvConformanceDir ("conformance: N cases"), so that
+// CI can tell that it really ran.
+const EnvConformanceReport = "FOSSIL_CONFORMANCE_REPORT"
+
+// vectorsDir holds the project's own test vectors (see its README.md).
+const vectorsDir = "testdata/vectors"
 
 // readConformance reads a file of the conformance material. A missing file
 // fails the test: it must never pass by testing nothing.
 func readConformance(t *testing.T, name string) []byte {
 	t.Helper()
-	path := filepath.Join(conformanceDir, name)
+	dir := os.Getenv(EnvConformanceDir)
+	path := filepath.Join(dir, name)
 	b, err := os.ReadFile(path)
 	if err != nil {
 		abs, _ := filepath.Abs(path)
 		t.Fatalf("CloudEvents conformance material is missing: %v\n"+
-			"The collector tests expect shared/ beside the repository, as in CI: %s", err, abs)
+			"%s=%s must name the folder holding it: %s", err, EnvConformanceDir, dir, abs)
 	}
 	return b
 }
@@ -54,19 +65,42 @@ type wantEvent struct {
 	json  bool              // compare data as JSON values, else byte for byte
 }
 
-// TestConformance sends every case of the CloudEvents conformance
-// material to a real server and checks that the stored document holds the
-// same attributes and data.
+// TestConformance sends every case of the project's own vectors
+// (testdata/vectors) and, when FOSSIL_CONFORMANCE_DIR names it, of the
+// CloudEvents conformance material to a real server and checks that the
+// stored document holds the same attributes and data.
 func TestConformance(t *testing.T) {
 	t.Parallel()
 
-	var cases []conformanceCase
-	for _, file := range []string{"v1.yaml", "v1_minimum.yaml"} {
-		cases = append(cases, yamlCases(t, file)...)
-	}
-	cases = append(cases, featureCases(t, "http-protocol-binding.feature")...)
+	cases := vectorCases(t)
 	if len(cases) < 12 {
-		t.Fatalf("found %d conformance cases, want at least 12: has the material changed?", len(cases))
+		t.Fatalf("found %d vectors in %s, want at least 12", len(cases), vectorsDir)
+	}
+	t.Logf("%d own vectors", len(cases))
+	if os.Getenv(EnvConformanceDir) != "" {
+		var material []conformanceCase
+		for _, file := range []string{"v1.yaml", "v1_minimum.yaml"} {
+			material = append(material, yamlCases(t, file)...)
+		}
+		material = append(material, featureCases(t, "http-protocol-binding.feature")...)
+		if len(material) < 12 {
+			t.Fatalf("found %d conformance cases, want at least 12: has the material changed?", len(material))
+		}
+		t.Logf("%d conformance cases from %s", len(material), os.Getenv(EnvConformanceDir))
+		cases = append(cases, material...)
+		t.Run("V1ModesAreTheSameEvent", testV1Modes)
+		if report := os.Getenv(EnvConformanceReport); report != "" {
+			t.Cleanup(func() {
+				if t.Failed() {
+					return
+				}
+				if err := os.WriteFile(report, fmt.Appendf(nil, "conformance: %d cases\n", len(material)), 0o644); err != nil {
+					t.Errorf("write %s: %v", report, err)
+				}
+			})
+		}
+	} else {
+		t.Logf("%s is not set: the CloudEvents conformance material is not run", EnvConformanceDir)
 	}
 	for _, tc := range cases {
 		// Cases share source and id, so each gets its own database.
@@ -89,17 +123,74 @@ func TestConformance(t *testing.T) {
 		})
 	}
 
-	// v1.yaml holds the same event in binary and in structured mode: the
-	// server must see one event.
-	t.Run("V1ModesAreTheSameEvent", func(t *testing.T) {
-		t.Parallel()
-		b := setup(t)
-		v1 := yamlCases(t, "v1.yaml")
-		first := requireOK(t, b.post(t, v1[0].header, v1[0].body), false)
-		for _, tc := range v1[1:] {
-			requirePositions(t, requireOK(t, b.post(t, tc.header, tc.body), true), first)
+}
+
+// testV1Modes: v1.yaml holds the same event in binary and in structured
+// mode; the server must see one event.
+func testV1Modes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	v1 := yamlCases(t, "v1.yaml")
+	first := requireOK(t, b.post(t, v1[0].header, v1[0].body), false)
+	for _, tc := range v1[1:] {
+		requirePositions(t, requireOK(t, b.post(t, tc.header, tc.body), true), first)
+	}
+}
+
+// vector is one case of testdata/vectors/*.json.
+type vector struct {
+	Name       string            `json:"name"`
+	Header     map[string]string `json:"header"`
+	Body       string            `json:"body"`
+	BodyBase64 []byte            `json:"body_base64"`
+	Want       struct {
+		Attrs      map[string]string `json:"attrs"`
+		Data       *string           `json:"data"`
+		DataBase64 []byte            `json:"data_base64"`
+		JSON       bool              `json:"json"`
+	} `json:"want"`
+}
+
+// vectorCases reads the project's own vectors.
+func vectorCases(t *testing.T) []conformanceCase {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(vectorsDir, "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no vectors in %s: %v", vectorsDir, err)
+	}
+	var out []conformanceCase
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
 		}
-	})
+		var vs []vector
+		if err := json.Unmarshal(raw, &vs); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, v := range vs {
+			h := http.Header{"Fossil-Stream": {"vectors"}}
+			for k, val := range v.Header {
+				h.Set(k, val)
+			}
+			body := []byte(v.Body)
+			if v.BodyBase64 != nil {
+				body = v.BodyBase64
+			}
+			want := wantEvent{attrs: v.Want.Attrs, json: v.Want.JSON}
+			switch {
+			case v.Want.DataBase64 != nil:
+				want.data = v.Want.DataBase64
+			case v.Want.Data != nil:
+				want.data = []byte(*v.Want.Data)
+			}
+			if want.attrs["id"] == "" || want.attrs["source"] == "" {
+				t.Fatalf("%s: vector %q has no id or source", f, v.Name)
+			}
+			out = append(out, conformanceCase{name: "Vectors/" + v.Name, header: h, body: body, want: want})
+		}
+	}
+	return out
 }
 
 // requireStoredEvent compares a stored event with what the material says.

@@ -23,10 +23,6 @@ import (
 	"github.com/fossil-events/fossil/internal/testserver"
 )
 
-// EnvSkipBrowserTest, set to 1, skips the headless-Chromium test on a
-// machine without Chromium. Without it a missing Chromium fails the test.
-const EnvSkipBrowserTest = "FOSSIL_SKIP_BROWSER_TEST"
-
 // EnvChromium names the Chromium (or Chrome) binary to use instead of the
 // first of chromiumPaths found.
 const EnvChromium = "FOSSIL_CHROMIUM"
@@ -186,8 +182,8 @@ func TestBrowserEventSource(t *testing.T) {
 	t.Logf("EventSource: %d opens, %d errors, requests with Last-Event-Id %q", r.Opens, r.Errors, lastIDs)
 }
 
-// findChromium returns the browser binary, or fails (skips only when
-// FOSSIL_SKIP_BROWSER_TEST=1) with what to install.
+// findChromium returns the browser binary, or fails with what to install
+// (`make test` installs it).
 func findChromium(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv(EnvChromium); p != "" {
@@ -198,11 +194,8 @@ func findChromium(t *testing.T) string {
 			return p
 		}
 	}
-	if os.Getenv(EnvSkipBrowserTest) == "1" {
-		t.Skip("no Chromium, and " + EnvSkipBrowserTest + "=1")
-	}
-	t.Fatalf("headless Chromium is needed for this test: apt-get install chromium "+
-		"(or set %s to a Chrome binary, or %s=1 to skip it)", EnvChromium, EnvSkipBrowserTest)
+	t.Fatalf("headless Chromium is needed for this test: run `make test` (it installs it), "+
+		"or apt-get install chromium, or set %s to a Chrome binary", EnvChromium)
 	return ""
 }
 
