@@ -85,11 +85,14 @@ type groupState struct {
 	// as the cache knows it.
 	loadedHead int64
 	head       int64
-	streams    map[string]int64 // stream -> last sequence
-	dirty      map[string]bool  // streams whose last sequence changed
-	events     map[eventKey]*known
-	inserts    []*fossil.Event
-	replaced   map[int64]*fossil.Event // number -> replacement (stored before this group)
+	// unknown, in a group planned from a cache, lists the streams the
+	// cache took for new; the write batch reads their heads.
+	unknown  *unknownStreams
+	streams  map[string]int64 // stream -> last sequence
+	dirty    map[string]bool  // streams whose last sequence changed
+	events   map[eventKey]*known
+	inserts  []*fossil.Event
+	replaced map[int64]*fossil.Event // number -> replacement (stored before this group)
 }
 
 const lockHeadSQL = `SELECT last_number FROM fossil_head FOR UPDATE`
@@ -138,14 +141,22 @@ func (s *Store) appendGroup(ctx context.Context, reqs []*AppendRequest, optimist
 	retried := false
 	if st := cache.plan(reqs, lookup); st != nil {
 		outcomes, err := cachedGroupTx(ctx, conn, reqs, st)
+		if errors.Is(err, errStaleCache) && cache.stale(st) {
+			// A stream taken for new exists: its head, read in the same
+			// round trip, is now cached; plan again.
+			if st = cache.plan(reqs, lookup); st != nil {
+				outcomes, err = cachedGroupTx(ctx, conn, reqs, st)
+			}
+		}
 		switch {
+		case st == nil:
 		case err == nil:
 			cache.committed(st)
 			return outcomes, st, nil
 		case errors.Is(err, errNeedLookup):
 			lookup, retried = true, true
 		case errors.Is(err, errStaleCache):
-			cache.stale()
+			cache.stale(st)
 		default:
 			cache.reset()
 			return nil, nil, interpretError(err)
@@ -417,6 +428,7 @@ func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
 		batch.Queue("BEGIN")
 		batch.Queue(lockHeadSQL)
 		batch.Queue(checkHeadSQL, st.loadedHead)
+		st.unknown.queue(batch)
 	}
 	if n := len(st.inserts); n > 0 {
 		var (

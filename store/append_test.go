@@ -302,8 +302,11 @@ func TestAppendGroupHeadCache(t *testing.T) {
 		{name: "HeadMovedUnderTheCache", process: "A", reqs: req("s1", "e8", 0), want: "[{e8 /s 7 5}] dup=false"},
 		{name: "SkippedAfterStale", process: "A", reqs: req("s2", "e9", 0), want: "[{e9 /s 8 3}] dup=false"},
 		{name: "ThirdProcessStarts", process: "C", reqs: req("s3", "f1", 0), want: "[{f1 /s 9 1}] dup=false"},
-		{name: "ExistingStreamTakenForNew", process: "C", reqs: req("s1", "f2", 0), want: "[{f2 /s 10 6}] dup=false"},
-		{name: "UnknownStreamWithExpectedSequence", process: "B", reqs: req("s2", "f3", 4), want: "[{f3 /s 11 4}] dup=false"},
+		// The batch that takes s1 for new reads its head: the group is
+		// planned again from the cache, which stays valid.
+		{name: "ExistingStreamTakenForNew", process: "C", reqs: req("s1", "f2", 0), want: "[{f2 /s 10 6}] dup=false", wantCached: true},
+		{name: "CacheKeptAfterLearning", process: "C", reqs: req("s3", "f4", 2), want: "[{f4 /s 11 2}] dup=false", wantCached: true},
+		{name: "UnknownStreamWithExpectedSequence", process: "B", reqs: req("s2", "f3", 4), want: "[{f3 /s 12 4}] dup=false"},
 	}
 	for _, tt := range steps { // in order: each step builds on the log and caches the previous left
 		t.Run(tt.name, func(t *testing.T) {
@@ -329,7 +332,50 @@ func TestAppendGroupHeadCache(t *testing.T) {
 			}
 		})
 	}
-	b.requireDense(t, 11)
+	b.requireDense(t, 12)
+}
+
+// TestHeadCacheEvictsLeastRecentlyUsed: a full cache forgets the stream
+// used longest ago, not everything; a forgotten stream that exists is
+// learned from the head read in the same batch, and the group still
+// commits from the cache.
+func TestHeadCacheEvictsLeastRecentlyUsed(t *testing.T) {
+	t.Parallel()
+	b := setupAppend(t, AppenderConfig{})
+	ctx := context.Background()
+	cache := newHeadCacheSize(2)
+	n := 0
+	appendTo := func(stream string) *groupState {
+		t.Helper()
+		n++
+		reqs := []*AppendRequest{{Stream: stream, Events: events(testEvent(fmt.Sprintf("e%d", n), "x"))}}
+		outcomes, st, err := b.store.appendGroup(ctx, reqs, true, cache)
+		if err != nil || outcomes[0].err != nil {
+			t.Fatalf("append to %s: %v %v", stream, err, outcomes[0].err)
+		}
+		return st
+	}
+	appendTo("a") // the long way: the cache starts empty
+	appendTo("b")
+	appendTo("a") // a is now more recent than b
+	appendTo("c") // evicts b, not a
+	if _, ok := cache.streams.Peek("a"); !ok {
+		t.Error("a was evicted; want b (least recently used)")
+	}
+	if _, ok := cache.streams.Peek("b"); ok {
+		t.Error("b is still cached in a cache of two after a and c")
+	}
+	st := appendTo("b") // forgotten, exists: learned in the same batch
+	if !st.fromCache {
+		t.Error("the group on a forgotten stream took the long way; want it planned again from the cache")
+	}
+	if seq, _ := cache.streams.Peek("b"); seq != 2 {
+		t.Errorf("cached head of b = %d, want 2", seq)
+	}
+	if cache.skip != 0 || !cache.valid {
+		t.Errorf("cache skip %d valid %v after learning a stream; want 0, true", cache.skip, cache.valid)
+	}
+	b.requireDense(t, 5)
 }
 
 // TestAppenderConcurrent: 64 goroutines append to one stream and to many;

@@ -1,5 +1,10 @@
 package store
 
+import (
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"github.com/jackc/pgx/v5"
+)
+
 // headCache lets a group commit in one round trip instead of two. It holds
 // the log head after this process's last commit and the last sequence of
 // the streams this process has read or written since, which are exact for
@@ -8,12 +13,16 @@ package store
 // in one batch (see [cachedGroupTx]). Any doubt sends the group the long
 // way, which reads under the lock and refreshes the cache.
 //
+// The streams are kept in least-recently-used order and the oldest is
+// forgotten when the cache is full, so the streams in use stay known
+// however many streams the log holds.
+//
 // A nil *headCache is valid and never plans a group. Only the appender
 // goroutine uses it.
 type headCache struct {
 	valid   bool
 	head    int64
-	streams map[string]int64
+	streams *simplelru.LRU[string, int64]
 	// skip counts groups that take the long way after the cache turned out
 	// stale, so that processes writing concurrently do not fail a round
 	// trip on every group.
@@ -21,23 +30,60 @@ type headCache struct {
 }
 
 const (
-	// maxCachedStreams bounds the cache; beyond it, it starts over.
+	// maxCachedStreams bounds the cache; beyond it, the least recently
+	// used stream is forgotten.
 	maxCachedStreams = 1 << 16
 	// skipAfterStale is how many groups take the long way after a stale
 	// cache.
 	skipAfterStale = 64
 )
 
-func newHeadCache() *headCache {
-	return &headCache{streams: map[string]int64{}}
+func newHeadCache() *headCache { return newHeadCacheSize(maxCachedStreams) }
+
+func newHeadCacheSize(size int) *headCache {
+	streams, err := simplelru.NewLRU[string, int64](size, nil)
+	if err != nil {
+		panic(err) // only for a size < 1
+	}
+	return &headCache{streams: streams}
+}
+
+// unknownStreams are the streams of a group planned from the cache that
+// the cache does not know. The group takes them for new, and its batch
+// reads their heads under the lock, before the INSERT: if one exists, the
+// unique index on (stream, sequence) fails the INSERT, nothing is written,
+// and found holds the heads, read in that same round trip, so that the
+// group can be planned again from the cache instead of taking the long way.
+type unknownStreams struct {
+	names []string
+	found map[string]int64
+}
+
+// queue adds the read of the heads to a cached group's batch; a nil
+// receiver adds nothing.
+func (u *unknownStreams) queue(batch *pgx.Batch) {
+	if u == nil {
+		return
+	}
+	batch.Queue(streamHeadsSQL, u.names).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var name string
+			var seq int64
+			if err := rows.Scan(&name, &seq); err != nil {
+				return err
+			}
+			u.found[name] = seq
+		}
+		return rows.Err()
+	})
 }
 
 // plan returns the state of a group decided from the cache, or nil when
 // the group must take the long way: the cache is not valid or is being
 // skipped, the group reads its stored events (lookup, which any group with
-// a replacement does), or a request expects a sequence in a stream the cache does not know. A
-// stream the cache does not know is taken for new; if it exists, the
-// unique index on (stream, sequence) says so.
+// a replacement does), or a request expects a sequence in a stream the
+// cache does not know. A stream the cache does not know is taken for new;
+// its head is read in the same batch ([unknownStreams]).
 func (c *headCache) plan(reqs []*AppendRequest, lookup bool) *groupState {
 	if c == nil || lookup {
 		return nil
@@ -51,15 +97,34 @@ func (c *headCache) plan(reqs []*AppendRequest, lookup bool) *groupState {
 	st := newGroupState(len(reqs))
 	st.fromCache, st.loadedHead, st.head = true, c.head, c.head
 	for _, r := range reqs {
-		seq, ok := c.streams[r.Stream]
-		if r.ExpectedSequence > 0 && !ok {
-			return nil
+		if _, ok := st.streams[r.Stream]; ok {
+			continue
 		}
-		if ok {
-			st.streams[r.Stream] = seq
+		seq, ok := c.streams.Get(r.Stream)
+		if !ok {
+			if r.ExpectedSequence > 0 {
+				return nil
+			}
+			if st.unknown == nil {
+				st.unknown = &unknownStreams{found: map[string]int64{}}
+			}
+			if !containsString(st.unknown.names, r.Stream) {
+				st.unknown.names = append(st.unknown.names, r.Stream)
+			}
+			continue
 		}
+		st.streams[r.Stream] = seq
 	}
 	return st
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 // committed records a group planned from the cache that has committed.
@@ -76,26 +141,34 @@ func (c *headCache) refresh(st *groupState) {
 		return
 	}
 	if !c.valid || st.loadedHead != c.head {
-		clear(c.streams)
+		c.streams.Purge()
 	}
 	c.valid, c.head = true, st.head
 	c.remember(st)
 }
 
 func (c *headCache) remember(st *groupState) {
-	if len(c.streams)+len(st.streams) > maxCachedStreams {
-		clear(c.streams)
-	}
 	for name, seq := range st.streams {
-		c.streams[name] = seq
+		c.streams.Add(name, seq)
 	}
 }
 
-// stale forgets everything after a group planned from the cache found it
-// stale, and sends the next groups the long way.
-func (c *headCache) stale() {
+// stale handles a group planned from the cache that failed on the head
+// check or on the (stream, sequence) index. When the batch read the head
+// of an existing stream the cache had taken for new, the cache was not
+// stale, only incomplete: it learns those heads and reports true, and the
+// group can be planned again. Otherwise the head moved: the cache forgets
+// everything and the next groups take the long way.
+func (c *headCache) stale(st *groupState) (learned bool) {
+	if st.unknown != nil && len(st.unknown.found) > 0 {
+		for name, seq := range st.unknown.found {
+			c.streams.Add(name, seq)
+		}
+		return true
+	}
 	c.reset()
 	c.skip = skipAfterStale
+	return false
 }
 
 // reset forgets everything: after a failed group the outcome of its commit
@@ -105,5 +178,5 @@ func (c *headCache) reset() {
 		return
 	}
 	c.valid = false
-	clear(c.streams)
+	c.streams.Purge()
 }
