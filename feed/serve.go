@@ -97,6 +97,7 @@ type subscriber struct {
 	p      Params
 	cursor int64
 	buf    []byte
+	reader *store.Reader // reads history behind the ring; made on first use
 
 	// mu orders abort against write's deadline update, so that a write
 	// never starts with a fresh deadline after the stream was aborted.
@@ -163,41 +164,27 @@ func (s *subscriber) step(ctx context.Context) (bool, error) {
 		}
 		return true, nil
 	}
-	// Behind the cache: read a page from SQL, narrowed by the templates'
-	// literal streams and prefixes so the index is used.
-	// known is read before the query: every event up to it was committed
-	// before the query started, so the query saw all of them.
+	// Behind the cache: read a page from SQL, up to the newest event the
+	// hub knows (every event up to it is committed). The reader touches
+	// only the matching streams, and says how far it has looked, so a
+	// cursor moves past stretches of the log without matches at once.
 	known := s.hub.Last()
-	params := store.ReadLogParams{After: s.cursor, Limit: page}
-	params.Streams, params.Prefixes = narrow(s.p.Templates)
-	events, err := s.hub.cfg.Store.ReadLog(ctx, params)
+	if known <= s.cursor {
+		return false, nil
+	}
+	if s.reader == nil {
+		s.reader = s.hub.cfg.Store.NewReader(s.match)
+	}
+	events, scanned, err := s.reader.Read(ctx, s.cursor, known, page)
 	if err != nil {
 		return false, err
 	}
-	if len(events) == 0 {
-		// Nothing matches up to the head: skip ahead to what the hub knows,
-		// so the next step is served from the ring.
-		if known > s.cursor {
-			s.cursor = known
-			return true, nil
-		}
-		return false, nil
-	}
 	s.buf = s.buf[:0]
-	delivered := 0
 	for _, e := range events {
-		if s.match(e.Stream) {
-			s.buf = appendFrame(s.buf, e)
-			delivered++
-		}
+		s.buf = appendFrame(s.buf, e)
 	}
-	next := events[len(events)-1].Number
-	if len(events) < page {
-		// The scan saw every matching event up to at least known.
-		next = max(next, known)
-	}
-	s.cursor = next
-	if delivered > 0 {
+	s.cursor = scanned
+	if len(events) > 0 {
 		if err := s.write(s.buf); err != nil {
 			return false, err
 		}
@@ -246,22 +233,6 @@ func (s *subscriber) write(b []byte) error {
 	s.writing = false
 	s.mu.Unlock()
 	return err
-}
-
-// narrow turns templates into the literal streams and prefixes a SQL scan
-// may be limited to. Both nil means the whole log.
-func narrow(ts fossil.Templates) (streams, prefixes []string) {
-	for _, t := range ts {
-		switch {
-		case t.Literal():
-			streams = append(streams, t.Prefix())
-		case t.Prefix() == "":
-			return nil, nil
-		default:
-			prefixes = append(prefixes, t.Prefix())
-		}
-	}
-	return streams, prefixes
 }
 
 // appendFrame renders one SSE frame: "id: N\ndata: <json>\n\n".

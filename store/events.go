@@ -3,10 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -68,47 +66,26 @@ type ReadLogParams struct {
 	After   int64 // events with a greater number
 	Through int64 // and a number at most this; 0 means no bound
 	Limit   int
-	// Streams and Prefixes narrow the scan to streams equal to one of
-	// Streams or starting with one of Prefixes; both empty means all
-	// streams. The caller still matches templates exactly.
-	Streams  []string
-	Prefixes []string
 }
 
-// ReadLog returns events in number order. A scan narrowed by literal stream
-// names or prefixes uses the (stream, sequence) index instead of reading
-// the whole log.
+const (
+	readLogSQL        = `SELECT ` + eventColumns + ` FROM fossil_events WHERE number > $1 ORDER BY number LIMIT $2`
+	readLogThroughSQL = `SELECT ` + eventColumns + ` FROM fossil_events WHERE number > $1 AND number <= $3 ORDER BY number LIMIT $2`
+)
+
+// ReadLog returns events of every stream in number order, through the
+// primary key. Reads of some streams go through a [Reader].
 func (s *Store) ReadLog(ctx context.Context, p ReadLogParams) ([]*fossil.Event, error) {
 	if p.Limit <= 0 {
 		p.Limit = 100
 	}
-	var sb strings.Builder
-	sb.WriteString(`SELECT ` + eventColumns + ` FROM fossil_events WHERE number > $1`)
-	args := []any{p.After, p.Limit}
+	var rows pgx.Rows
+	var err error
 	if p.Through > 0 {
-		args = append(args, p.Through)
-		sb.WriteString(` AND number <= $` + strconv.Itoa(len(args)))
+		rows, err = s.pool.Query(ctx, readLogThroughSQL, p.After, p.Limit, p.Through)
+	} else {
+		rows, err = s.pool.Query(ctx, readLogSQL, p.After, p.Limit)
 	}
-	var ors []string
-	if len(p.Streams) > 0 {
-		args = append(args, p.Streams)
-		ors = append(ors, `stream = ANY($`+strconv.Itoa(len(args))+`::text[])`)
-	}
-	for _, prefix := range p.Prefixes {
-		lo, hi := prefixRange(prefix)
-		args = append(args, lo)
-		cond := `stream ~>=~ $` + strconv.Itoa(len(args))
-		if hi != "" {
-			args = append(args, hi)
-			cond += ` AND stream ~<~ $` + strconv.Itoa(len(args))
-		}
-		ors = append(ors, `(`+cond+`)`)
-	}
-	if len(ors) > 0 {
-		sb.WriteString(` AND (` + strings.Join(ors, ` OR `) + `)`)
-	}
-	sb.WriteString(` ORDER BY number LIMIT $2`)
-	rows, err := s.pool.Query(ctx, sb.String(), args...)
 	if err != nil {
 		return nil, interpretError(fmt.Errorf("read log: %w", err))
 	}
@@ -117,25 +94,6 @@ func (s *Store) ReadLog(ctx context.Context, p ReadLogParams) ([]*fossil.Event, 
 		return nil, interpretError(fmt.Errorf("read log: %w", err))
 	}
 	return events, nil
-}
-
-// prefixRange returns the range [lo, hi) of strings starting with prefix,
-// in byte order (text_pattern_ops); hi is empty when there is no upper
-// bound. hi stays valid UTF-8: the last code point is incremented, and UTF-8
-// byte order equals code point order.
-func prefixRange(prefix string) (lo, hi string) {
-	runes := []rune(prefix)
-	for i := len(runes) - 1; i >= 0; i-- {
-		r := runes[i] + 1
-		if r >= 0xD800 && r <= 0xDFFF {
-			r = 0xE000
-		}
-		if r <= utf8.MaxRune {
-			runes[i] = r
-			return prefix, string(runes[:i+1])
-		}
-	}
-	return prefix, ""
 }
 
 const streamEventsSQL = `SELECT ` + eventColumns + ` FROM fossil_events

@@ -32,6 +32,7 @@ const (
 type Store struct {
 	pool   *pgxpool.Pool
 	logger *slog.Logger
+	cat    catalogue // the stream catalogue of template reads
 }
 
 // Config configures [Open].

@@ -1,0 +1,2 @@
+DROP INDEX IF EXISTS fossil_events_first_number;
+DROP INDEX IF EXISTS fossil_events_stream_number;

@@ -1,0 +1,203 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/fossil-events/fossil/fossil"
+)
+
+// MaxSelectiveStreams is the most streams a [Reader] reads one by one; a
+// predicate that matches more reads the log by number instead.
+const MaxSelectiveStreams = 1024
+
+// Reader reads, page by page and in number order, the events of the
+// streams a predicate accepts (a subscriber's templates and its token's
+// read grant). Its cost follows what it returns, not the size of the log:
+//
+//   - the predicate runs on stream names from the catalogue, once per name,
+//     never on events;
+//   - the matching streams are read from the cursor through the (stream,
+//     number) index and merged in number order by one statement per page,
+//     whose plan does not depend on statistics (see [selectivePageSQL]);
+//   - a predicate that matches every known stream, or more than
+//     [MaxSelectiveStreams], reads the log by number and filters in Go,
+//     since most of what it reads is then returned anyway.
+//
+// A Reader keeps what it has resolved between calls; it is not safe for
+// concurrent use (one per subscriber).
+type Reader struct {
+	s     *Store
+	match func(stream string) bool
+	// names are the matching streams among the first seen catalogue
+	// entries.
+	names []string
+	seen  int
+	// global is set once the predicate is not selective.
+	global bool
+	// window is the span of numbers a page reads; 0 until estimated.
+	window int64
+}
+
+// NewReader returns a Reader of the streams match accepts; a nil match
+// accepts every stream.
+func (s *Store) NewReader(match func(stream string) bool) *Reader {
+	return &Reader{s: s, match: match, global: match == nil}
+}
+
+// Read returns up to limit matching events numbered in (after, through],
+// in number order, and scanned: every matching event numbered in (after,
+// scanned] is among them, so the next page starts after scanned. scanned
+// is greater than after whenever through is. through must be at most a
+// head read earlier (every event up to it committed).
+func (r *Reader) Read(ctx context.Context, after, through int64, limit int) (events []*fossil.Event, scanned int64, err error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	if through <= after {
+		return nil, after, nil
+	}
+	if !r.global {
+		if err := r.resolve(ctx, through); err != nil {
+			return nil, after, err
+		}
+	}
+	if r.global || r.everything() {
+		return r.readGlobal(ctx, after, through, limit)
+	}
+	if len(r.names) == 0 {
+		return nil, through, nil
+	}
+	if r.window == 0 {
+		if err := r.estimateWindow(ctx, through, limit); err != nil {
+			return nil, after, err
+		}
+	}
+	end := through
+	if r.window < through-after {
+		end = after + r.window
+	}
+	events, err = r.s.readStreams(ctx, r.names, after, end, limit)
+	if err != nil {
+		return nil, after, err
+	}
+	if len(events) == limit {
+		// Full: the page ends at its last event. Aim the next window at
+		// about two pages of matches.
+		scanned = events[len(events)-1].Number
+		r.window = max(1, 2*(scanned-after))
+		return events, scanned, nil
+	}
+	if end < through {
+		r.window = min(2*r.window, unbounded) // sparser than estimated
+	}
+	return events, end, nil
+}
+
+// resolve matches the catalogue entries not seen yet.
+func (r *Reader) resolve(ctx context.Context, through int64) error {
+	names, err := r.s.cat.upTo(ctx, r.s, through)
+	if err != nil {
+		return err
+	}
+	for _, name := range names[r.seen:] {
+		if r.match(name) {
+			r.names = append(r.names, name)
+		}
+	}
+	r.seen = len(names)
+	if len(r.names) > MaxSelectiveStreams {
+		r.global, r.names = true, nil // for good: the catalogue only grows
+	}
+	return nil
+}
+
+// everything reports whether the predicate matches every known stream,
+// when a read by number costs no more and needs no merge.
+func (r *Reader) everything() bool { return len(r.names) > 0 && len(r.names) == r.seen }
+
+// unbounded is a window that reaches any head.
+const unbounded = int64(1) << 62
+
+const matchingEventsSQL = `SELECT coalesce(sum(last_sequence), 0)::bigint FROM fossil_streams WHERE name = ANY($1::text[])`
+
+// estimateWindow sets the first window from the matching streams' share
+// of the log: about two pages of their events, or everything when they
+// hold at most a page.
+func (r *Reader) estimateWindow(ctx context.Context, through int64, limit int) error {
+	var total int64
+	if err := r.s.pool.QueryRow(ctx, matchingEventsSQL, r.names).Scan(&total); err != nil {
+		return interpretError(fmt.Errorf("count matching events: %w", err))
+	}
+	if total <= int64(limit) {
+		r.window = unbounded
+		return nil
+	}
+	r.window = max(1, int64(float64(through)*2*float64(limit)/float64(total)))
+	return nil
+}
+
+func (r *Reader) readGlobal(ctx context.Context, after, through int64, limit int) ([]*fossil.Event, int64, error) {
+	page, err := r.s.ReadLog(ctx, ReadLogParams{After: after, Through: through, Limit: limit})
+	if err != nil {
+		return nil, after, err
+	}
+	scanned := through
+	if len(page) == limit {
+		scanned = page[len(page)-1].Number
+	}
+	if r.match == nil {
+		return page, scanned, nil
+	}
+	out := page[:0]
+	for _, e := range page {
+		if r.match(e.Stream) {
+			out = append(out, e)
+		}
+	}
+	return out, scanned, nil
+}
+
+// selectivePageSQL reads the next page of a set of streams: for each name,
+// at most a page of its events in (after, end] from the (stream, number)
+// index, then the first page of all of them in number order.
+//
+// The stream is bounded by row comparisons, not by stream = name: with an
+// equality PostgreSQL treats the stream as a constant, and the primary
+// key, ordered by number, becomes a candidate that it takes when its
+// statistics promise many matches early (then it reads the log from the
+// cursor, filtering). Ordered by (stream, number) and bounded by row
+// comparisons, the subquery can be served only by the (stream, number)
+// index, or by sorting the whole table: the plan cannot flip.
+var selectivePageSQL = `SELECT ` + prefixColumns("e.", eventColumns) + `
+FROM unnest($1::text[]) AS s(name)
+CROSS JOIN LATERAL (
+  SELECT ` + eventColumns + ` FROM fossil_events
+  WHERE (stream COLLATE "C", number) > (s.name, $2::bigint)
+    AND (stream COLLATE "C", number) <= (s.name, $3::bigint)
+  ORDER BY stream COLLATE "C", number
+  LIMIT $4) AS e
+ORDER BY e.number
+LIMIT $4`
+
+func (s *Store) readStreams(ctx context.Context, names []string, after, end int64, limit int) ([]*fossil.Event, error) {
+	rows, err := s.pool.Query(ctx, selectivePageSQL, names, after, end, limit)
+	if err != nil {
+		return nil, interpretError(fmt.Errorf("read streams: %w", err))
+	}
+	events, err := collectEvents(rows, limit)
+	if err != nil {
+		return nil, interpretError(fmt.Errorf("read streams: %w", err))
+	}
+	return events, nil
+}
+
+// prefixColumns qualifies a comma-separated column list.
+func prefixColumns(prefix, cols string) string {
+	parts := strings.Split(cols, ", ")
+	for i, p := range parts {
+		parts[i] = prefix + p
+	}
+	return strings.Join(parts, ", ")
+}
