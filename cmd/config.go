@@ -34,6 +34,10 @@ type Config struct {
 	LogLevel          string        // FOSSIL_LOG_LEVEL: debug, info, warn, error
 	LogFormat         string        // FOSSIL_LOG_FORMAT: text or json
 	PprofAddr         string        // FOSSIL_PPROF_ADDR; loopback address for net/http/pprof, empty: off
+	SubscriptionLease time.Duration // FOSSIL_SUBSCRIPTION_LEASE; how long a dead process keeps its subscriptions
+	// SubscriptionBackoff, when positive, replaces the first retry delay
+	// of subscriptions (1s); tests shorten it. No flag or variable sets it.
+	SubscriptionBackoff time.Duration
 
 	maxBodyFlag *int
 }
@@ -41,19 +45,20 @@ type Config struct {
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{
-		Addr:            "127.0.0.1:8080",
-		SSEKeepalive:    15 * time.Second,
-		SSEWriteTimeout: 30 * time.Second,
-		MaxBody:         1 << 20,
-		WaitTimeout:     5 * time.Second,
-		MaxWaitTimeout:  60 * time.Second,
-		AppendTimeout:   15 * time.Second,
-		PollInterval:    time.Second,
-		MaxSSEClients:   20000,
-		MaxConns:        20,
-		ShutdownTimeout: 10 * time.Second,
-		LogLevel:        "info",
-		LogFormat:       "text",
+		Addr:              "127.0.0.1:8080",
+		SSEKeepalive:      15 * time.Second,
+		SSEWriteTimeout:   30 * time.Second,
+		MaxBody:           1 << 20,
+		WaitTimeout:       5 * time.Second,
+		MaxWaitTimeout:    60 * time.Second,
+		AppendTimeout:     15 * time.Second,
+		PollInterval:      time.Second,
+		SubscriptionLease: 5 * time.Second,
+		MaxSSEClients:     20000,
+		MaxConns:          20,
+		ShutdownTimeout:   10 * time.Second,
+		LogLevel:          "info",
+		LogFormat:         "text",
 	}
 }
 
@@ -84,6 +89,8 @@ func (c *Config) Validate() error {
 		return &ConfigError{"wait-timeout", errors.New("must be positive and at most max-wait-timeout")}
 	case c.AppendTimeout <= 0:
 		return &ConfigError{"append-timeout", errors.New("must be positive")}
+	case c.SubscriptionLease < 300*time.Millisecond:
+		return &ConfigError{"subscription-lease", errors.New("must be at least 300ms")}
 	case c.PollInterval < 10*time.Millisecond:
 		return &ConfigError{"poll-interval", errors.New("must be at least 10ms")}
 	case c.MaxSSEClients <= 0:
@@ -159,6 +166,7 @@ func (c *Config) bindFlags(fs *flag.FlagSet, env envLookup) error {
 	dur(&c.MaxWaitTimeout, "max-wait-timeout", "FOSSIL_MAX_WAIT_TIMEOUT", "cap on wait-for-ack timeouts")
 	dur(&c.AppendTimeout, "append-timeout", "FOSSIL_APPEND_TIMEOUT", "how long /collect waits for its commit before answering 503")
 	dur(&c.PollInterval, "poll-interval", "FOSSIL_POLL_INTERVAL", "fallback poll interval of the log head")
+	dur(&c.SubscriptionLease, "subscription-lease", "FOSSIL_SUBSCRIPTION_LEASE", "how long a dead process keeps the subscriptions it delivered")
 	boolean(&c.PollOnly, "poll-only", "FOSSIL_POLL_ONLY", "do not LISTEN; rely on polling (PgBouncer transaction pooling)")
 	integer(&c.MaxSSEClients, "max-sse-clients", "FOSSIL_MAX_SSE_CLIENTS", "most concurrent SSE streams; more get 503")
 	integer(&c.MaxConns, "max-conns", "FOSSIL_MAX_CONNS", "database connection pool size")

@@ -27,6 +27,7 @@ import (
 	"github.com/fossil-events/fossil/schema"
 	"github.com/fossil-events/fossil/store"
 	"github.com/fossil-events/fossil/streamer"
+	"github.com/fossil-events/fossil/subscription"
 )
 
 // Server is one running Fossil process: the database pool, the appender,
@@ -43,6 +44,7 @@ type Server struct {
 	metrics  *metrics.Metrics
 	pprof    *http.Server // --pprof-addr, on its own loopback listener
 	schemas  *schema.Registry
+	subs     *subscription.Manager
 	auth     *auth.Authenticator
 	http     *http.Server
 	listener net.Listener
@@ -107,7 +109,7 @@ func (s *Server) Run(ctx context.Context) error {
 		listener = st.NewListener()
 	}
 	s.notifier = notify.New(listener, notify.Config{
-		Channels: []string{store.ChannelEvents, store.ChannelReplaced, store.ChannelAcks, store.ChannelSchemas},
+		Channels: []string{store.ChannelEvents, store.ChannelReplaced, store.ChannelAcks, store.ChannelSchemas, store.ChannelSubscriptions},
 		Logger:   s.Logger,
 	})
 	if err := s.notifier.Start(s.streamCtx); err != nil {
@@ -126,6 +128,31 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.hub.Start(s.streamCtx); err != nil {
 		return fmt.Errorf("start feed: %w", err)
 	}
+	s.subs = subscription.NewManager(subscription.Config{
+		Store:       st,
+		Broadcaster: s.notifier,
+		Logger:      s.Logger,
+		Observer: subscription.Observer{
+			DeliveredFunc: s.metrics.ObserveSubscriptionDelivered,
+			FailureFunc:   s.metrics.ObserveSubscriptionFailure,
+			ParkedFunc:    s.metrics.ObserveSubscriptionParked,
+		},
+		LeaseTTL:     cfg.SubscriptionLease,
+		Backoff:      subscriptionBackoff(cfg.SubscriptionBackoff),
+		ScanInterval: min(cfg.SubscriptionLease/5, time.Second),
+	})
+	s.subs.Start(s.streamCtx)
+	s.metrics.RegisterSubscriptions(func(ctx context.Context) (map[string]metrics.SubscriptionStats, error) {
+		subs, err := st.ListSubscriptions(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[string]metrics.SubscriptionStats, len(subs))
+		for _, sub := range subs {
+			out[sub.ID] = metrics.SubscriptionStats{Lag: max(sub.Head-sub.Position, 0), Parked: sub.Parked}
+		}
+		return out, nil
+	})
 	s.schemas = schema.NewRegistry(st, s.notifier, s.Logger)
 	s.schemas.Authorize = auth.RequireAdmin
 	if err := s.schemas.Start(s.streamCtx); err != nil {
@@ -206,6 +233,9 @@ func (s *Server) Close() error {
 		}
 		s.stopPprof()
 		s.background.Wait()
+		if s.subs != nil {
+			s.subs.Stop() // each dispatcher writes its state and frees its lease
+		}
 		if s.appender != nil {
 			s.appender.Close()
 		}
@@ -259,7 +289,19 @@ func (s *Server) routes() *mux.Router {
 	streamer.New(s.store, s.hub, s.Logger).Register(r)
 	consumer.New(consumer.Config{Store: s.store, Hub: s.hub, Broadcaster: s.notifier, Logger: s.Logger}).Register(r)
 	s.schemas.Register(r)
+	s.subs.Register(r)
 	return r
+}
+
+// subscriptionBackoff is the default retry policy, or one starting at
+// initial (tests).
+func subscriptionBackoff(initial time.Duration) subscription.Backoff {
+	b := subscription.DefaultBackoff
+	if initial > 0 {
+		b.Initial = initial
+		b.Max = max(initial*8, initial)
+	}
+	return b
 }
 
 // wakeLocalReaders serves this process's streams right after a commit: the
@@ -272,6 +314,9 @@ func (s *Server) wakeLocalReaders(head int64, inserted []*fossil.Event, replaced
 		return
 	}
 	published := s.hub != nil && s.hub.Publish(inserted, replaced)
+	if s.subs != nil {
+		s.subs.Wake()
+	}
 	if replaced {
 		s.notifier.Notify(store.ChannelReplaced, "")
 	}

@@ -103,6 +103,8 @@ type Metrics struct {
 	durationBy map[string]prometheus.Observer
 	groupsOK   prometheus.Counter
 	groupsErr  prometheus.Counter
+
+	subs *subscriptionMetrics // nil until RegisterSubscriptions
 }
 
 // latencyBuckets span 250µs to 15s: sub-millisecond appends on an idle
