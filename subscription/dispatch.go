@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/fossil-events/fossil/fossil"
 	"github.com/fossil-events/fossil/store"
 	"github.com/fossil-events/fossil/subscription/sink"
 )
@@ -88,6 +87,7 @@ type dispatcher struct {
 	inflight          int
 	results           chan result
 	replaying         map[int64]bool
+	reader            *store.Reader
 
 	// Changes not yet written.
 	deletes   []int64
@@ -329,9 +329,17 @@ func (d *dispatcher) read(ctx context.Context) error {
 		d.caughtUp = true
 		return nil
 	}
-	p := store.ReadLogParams{After: d.scanned, Limit: d.m.cfg.PageSize}
-	p.Streams, p.Prefixes = narrow(d.c.Templates)
-	events, err := d.m.cfg.Store.ReadLog(ctx, p)
+	if d.reader == nil {
+		var match func(string) bool
+		if d.c.Templates != nil {
+			match = d.c.Templates.Match
+		}
+		d.reader = d.m.cfg.Store.NewReader(match)
+	}
+	// The reader resolves the stream templates against the stream
+	// catalogue and reads only the matching streams; every candidate is
+	// still checked here.
+	events, scanned, err := d.reader.Read(ctx, d.scanned, head, d.m.cfg.PageSize)
 	if err != nil {
 		return err
 	}
@@ -347,16 +355,10 @@ func (d *dispatcher) read(ctx context.Context) error {
 		if !d.c.Filter.Match(c) {
 			continue
 		}
-		it := &item{cand: c, number: e.Number, stream: e.Stream, key: e.Stream, dirty: true}
-		d.add(it)
-		d.dirty = true
+		d.add(&item{cand: c, number: e.Number, stream: e.Stream, key: e.Stream, dirty: true})
 	}
-	if len(events) > 0 {
-		d.scanned = events[len(events)-1].Number
-	}
-	if len(events) < p.Limit {
-		// The scan saw every event up to head.
-		d.scanned = max(d.scanned, head)
+	d.scanned = max(d.scanned, scanned)
+	if d.scanned >= head {
 		d.caughtUp = true
 	}
 	d.dirty = true
@@ -551,22 +553,6 @@ func (d *dispatcher) flushGen(ctx context.Context) (int64, error) {
 	d.delivered, d.lastErr, d.dirty = 0, nil, false
 	d.lastFlush = time.Now()
 	return gen, nil
-}
-
-// narrow turns templates into the literal streams and prefixes a SQL scan
-// may be limited to; both nil means the whole log.
-func narrow(ts fossil.Templates) (streams, prefixes []string) {
-	for _, t := range ts {
-		switch {
-		case t.Literal():
-			streams = append(streams, t.Prefix())
-		case t.Prefix() == "":
-			return nil, nil
-		default:
-			prefixes = append(prefixes, t.Prefix())
-		}
-	}
-	return streams, prefixes
 }
 
 // delayHeap orders waiting queue heads by their next try.
