@@ -7,7 +7,7 @@ LDFLAGS  := -X github.com/fossil-events/fossil/cmd.version=$(VERSION)
 PG_ADMIN_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
 .DEFAULT_GOAL := help
-.PHONY: help build test lint fuzz bench bench-go db/reset
+.PHONY: help build test lint fuzz bench bench-go bench-scale db/reset db/reset-scale
 
 help: ## List the targets.
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_\/-]+:.*## / { printf "  %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -34,6 +34,9 @@ fuzz: ## Every fuzz target for FUZZTIME each (default 60s; .ci/fuzz).
 bench: build ## Fossil vs raw PostgreSQL on this machine (bench/run.sh, a few minutes).
 	bench/run.sh
 
+bench-scale: ## Costs at a large log (SCALE_EVENTS, default 10M) beside 10k events (bench/scale.sh; long).
+	bench/scale.sh
+
 bench-go: ## Go micro-benchmarks, short (go test -bench).
 	$(GO) test -run=NONE -bench=. -benchtime=200ms -timeout 10m ./...
 
@@ -46,3 +49,9 @@ db/reset: ## Drop the scratch bench databases (fossil_bench, fossil_bench_raw).
 	else \
 		echo "no PostgreSQL at $(PG_ADMIN_URL): nothing to drop (a throwaway bench cluster is removed when bench/run.sh exits)"; \
 	fi
+
+db/reset-scale: ## Drop the scratch databases of make bench-scale (fossil_scale_*).
+	@for db in $$(psql -X -At -c "SELECT datname FROM pg_database WHERE datname LIKE 'fossil\_scale\_%'" "$(PG_ADMIN_URL)"); do \
+		PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $$db WITH (FORCE)" "$(PG_ADMIN_URL)" || exit 1; \
+		echo "dropped $$db"; \
+	done

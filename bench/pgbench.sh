@@ -6,8 +6,9 @@
 # ADMIN_URL (default $PG_ADMIN_URL, else postgres://postgres@127.0.0.1:5432/postgres)
 # names a maintenance database on the server to measure; the role needs
 # CREATEDB. The script (re)creates the scratch database fossil_bench_raw,
-# creates Fossil's tables in it from migrations/0001_events.up.sql (so the
-# row shape and indexes are exactly Fossil's), and runs pgbench with the
+# creates Fossil's tables in it from migrations/0001_events.up.sql and the
+# indexes of migrations/0006_selective_reads.up.sql (so the row shape and
+# indexes are exactly Fossil's), and runs pgbench with the
 # custom scripts beside this file:
 #
 #   single   raw_single.sql     one-row INSERT transactions at 1, 16 and 64 clients
@@ -46,7 +47,7 @@ RAW_URL=$(db_url "$ADMIN_URL" "$DB")
 export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
 
 psql -q -X -v ON_ERROR_STOP=1 "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
-psql -q -X -v ON_ERROR_STOP=1 "$RAW_URL" -f migrations/0001_events.up.sql -c "CREATE SEQUENCE raw_number" >/dev/null
+psql -q -X -v ON_ERROR_STOP=1 "$RAW_URL" -f migrations/0001_events.up.sql -f migrations/0006_selective_reads.up.sql -c "CREATE SEQUENCE raw_number" >/dev/null
 
 # The JSON document after its id: the attributes and ~DATA_BYTES of data,
 # the same shape as the events fossil bench posts.

@@ -181,8 +181,23 @@ CROSS JOIN LATERAL (
 ORDER BY e.number
 LIMIT $4`
 
+// streamPageSQL is selectivePageSQL for one stream: the index order is
+// the page order, so nothing is sorted.
+const streamPageSQL = `SELECT ` + eventColumns + ` FROM fossil_events
+WHERE (stream COLLATE "C", number) > ($1, $2::bigint)
+  AND (stream COLLATE "C", number) <= ($1, $3::bigint)
+ORDER BY stream COLLATE "C", number
+LIMIT $4`
+
 func (s *Store) readStreams(ctx context.Context, names []string, after, end int64, limit int) ([]*fossil.Event, error) {
-	rows, err := s.pool.Query(ctx, selectivePageSQL, names, after, end, limit)
+	var args []any
+	query := selectivePageSQL
+	if len(names) == 1 {
+		query, args = streamPageSQL, []any{names[0], after, end, limit}
+	} else {
+		args = []any{names, after, end, limit}
+	}
+	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, interpretError(fmt.Errorf("read streams: %w", err))
 	}
