@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"sync"
 	"time"
@@ -327,15 +328,28 @@ func (m *Manager) newSink(c *Compiled, id string) (sink.Sink, error) {
 			}
 		}
 		return sink.NewHTTP(cfg), nil
-	case ProtocolNATS, ProtocolKafka:
-		return newBrokerSink(c, id)
+	case ProtocolNATS:
+		u, err := url.Parse(c.Def.Sink)
+		if err != nil {
+			return nil, err
+		}
+		cfg := sink.NATSConfig{URL: "nats://" + u.Host, Subject: c.Subject, Name: "fossil subscription " + id}
+		if cr := c.Credential; cr != nil {
+			cfg.Token = cr.AccessToken
+			if cr.Type == "PLAIN" {
+				cfg.User, cfg.Password = cr.Identity, cr.Secret
+			}
+		}
+		return sink.NewNATS(cfg), nil
+	case ProtocolKafka:
+		u, err := url.Parse(c.Def.Sink)
+		if err != nil {
+			return nil, err
+		}
+		clientID, _ := c.Def.ProtocolSettings["clientid"].(string)
+		return sink.NewKafka(sink.KafkaConfig{Brokers: []string{u.Host}, Topic: c.Topic, ClientID: clientID}), nil
 	}
 	return nil, fmt.Errorf("protocol %s has no push sink", c.Def.Protocol)
-}
-
-// newBrokerSink is replaced by the NATS and Kafka sinks.
-var newBrokerSink = func(c *Compiled, _ string) (sink.Sink, error) {
-	return nil, fmt.Errorf("protocol %s is not available", c.Def.Protocol)
 }
 
 // handshake validates an HTTP sink on create and when the sink changes.

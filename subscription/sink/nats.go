@@ -1,0 +1,97 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// NATSConfig configures a [NATS] sink.
+type NATSConfig struct {
+	URL     string // nats://host:port
+	Subject string
+	// Token (an ACCESSTOKEN credential) or User and Password (PLAIN).
+	Token          string
+	User, Password string
+	Name           string // the connection name, for the server's monitoring
+}
+
+// NATS publishes events to JetStream in the CloudEvents NATS binary mode
+// (attributes as ce- headers, datacontenttype as content-type), with
+// Nats-Msg-Id set to the delivery id so the stream drops a redelivery
+// within its duplicate window. It connects on first use and lets nats.go
+// reconnect.
+type NATS struct {
+	cfg NATSConfig
+
+	mu sync.Mutex
+	nc *nats.Conn
+	js jetstream.JetStream
+}
+
+// NewNATS returns a NATS sink; nothing is dialled until the first Send.
+func NewNATS(cfg NATSConfig) *NATS { return &NATS{cfg: cfg} }
+
+func (s *NATS) conn() (jetstream.JetStream, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.js != nil {
+		return s.js, nil
+	}
+	opts := []nats.Option{nats.Name(s.cfg.Name), nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond), nats.Timeout(5 * time.Second)}
+	switch {
+	case s.cfg.Token != "":
+		opts = append(opts, nats.Token(s.cfg.Token))
+	case s.cfg.User != "":
+		opts = append(opts, nats.UserInfo(s.cfg.User, s.cfg.Password))
+	}
+	nc, err := nats.Connect(s.cfg.URL, opts...)
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	s.nc, s.js = nc, js
+	return js, nil
+}
+
+// Send publishes m and waits for JetStream's acknowledgement. Every
+// failure is retried: a missing stream or an unreachable server may be
+// fixed without touching the subscription.
+func (s *NATS) Send(ctx context.Context, m *Message) Outcome {
+	js, err := s.conn()
+	if err != nil {
+		return Outcome{Kind: Retry, Err: "nats connect: " + err.Error()}
+	}
+	hs, data := BinaryHeaders(m, "ce-")
+	msg := nats.NewMsg(s.cfg.Subject)
+	for _, h := range hs {
+		msg.Header.Set(h.Name, h.Value)
+	}
+	msg.Data = data
+	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(m.ID)); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return Outcome{Kind: Retry, Err: "timeout: no JetStream acknowledgement within the ack timeout"}
+		}
+		return Outcome{Kind: Retry, Err: "nats publish: " + err.Error()}
+	}
+	return Outcome{Kind: Delivered}
+}
+
+// Close closes the connection.
+func (s *NATS) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.nc != nil {
+		s.nc.Close()
+		s.nc, s.js = nil, nil
+	}
+	return nil
+}
