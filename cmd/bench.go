@@ -58,7 +58,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.RunID, "run-id", "", "name of this run's streams, bench/<run-id>/s<N> (default random)")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&quiet, "quiet", false, "no progress line on stderr")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -67,6 +67,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if !quiet {
 		cfg.Progress = stderr
 		cfg.ProgressPlain = !isTerminal(stderr)
+	}
+	if err := cfg.Defaults(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if cfg.Clients > 0 {
+		// Fossil keeps every event forever: say so before writing any.
+		fmt.Fprintf(stderr, "fossil bench: writing permanent events to %s, streams bench/%s/s0 … s%d (Fossil never deletes them; use a scratch server)\n",
+			cfg.URL, cfg.RunID, cfg.Streams-1)
 	}
 	res, err := loadgen.Run(ctx, cfg)
 	switch {

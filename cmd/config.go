@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -151,13 +152,29 @@ func (c *Config) bindFlags(fs *flag.FlagSet, env envLookup) error {
 		}
 		fs.IntVar(p, name, *p, usage+" ($"+envName+")")
 	}
-	str(&c.DatabaseURL, "database-url", "DATABASE_URL", "PostgreSQL URL; empty runs a managed local PostgreSQL")
+	// secret reads a setting from the first set of envNames, or from the
+	// file named by one of them with _FILE appended (the container
+	// convention for secrets); the flag still wins.
+	secret := func(p *string, name string, envNames []string, usage string) {
+		if v, err := lookupSecret(env, envNames...); err != nil {
+			errs = append(errs, err)
+		} else if v != "" {
+			*p = v
+		}
+		fs.StringVar(p, name, *p, usage+" ($"+strings.Join(envNames, ", $")+", or a file named by $…_FILE)")
+	}
+	secret(&c.DatabaseURL, "database-url", []string{"DATABASE_URL"}, "PostgreSQL URL; empty runs a managed local PostgreSQL")
 	str(&c.DataDir, "data-dir", "FOSSIL_DATA_DIR", "data directory of the managed PostgreSQL (used without a database URL)")
 	str(&c.Addr, "addr", "FOSSIL_ADDR", "listen address")
 	boolean(&c.NoMigrate, "no-migrate", "FOSSIL_NO_MIGRATE", "do not apply pending migrations at start")
-	str(&c.JWTSecret, "jwt-secret", "JWT_SECRET", "HS256 secret; enables authentication")
-	str(&c.JWTPreviousSecret, "jwt-previous-secret", "JWT_PREVIOUS_SECRET", "previous HS256 secret, still accepted during a roll-over")
-	str(&c.JWTPublicKeyFile, "jwt-public-key-file", "JWT_PUBLIC_KEY_FILE", "PEM public key for RS256/ES256 tokens")
+	secret(&c.JWTSecret, "jwt-secret", []string{"FOSSIL_JWT_SECRET", "JWT_SECRET"}, "HS256 secret; enables authentication")
+	secret(&c.JWTPreviousSecret, "jwt-previous-secret", []string{"FOSSIL_JWT_PREVIOUS_SECRET", "JWT_PREVIOUS_SECRET"}, "previous HS256 secret, still accepted during a roll-over")
+	if v, err := lookupAlias(env, "FOSSIL_JWT_PUBLIC_KEY_FILE", "JWT_PUBLIC_KEY_FILE"); err != nil {
+		errs = append(errs, err)
+	} else if v != "" {
+		c.JWTPublicKeyFile = v
+	}
+	fs.StringVar(&c.JWTPublicKeyFile, "jwt-public-key-file", c.JWTPublicKeyFile, "PEM public key for RS256/ES256 tokens ($FOSSIL_JWT_PUBLIC_KEY_FILE, $JWT_PUBLIC_KEY_FILE)")
 	dur(&c.SSEKeepalive, "sse-keepalive", "FOSSIL_SSE_KEEPALIVE", "interval between keepalive comments on idle SSE streams")
 	dur(&c.SSEWriteTimeout, "sse-write-timeout", "FOSSIL_SSE_WRITE_TIMEOUT", "how long an SSE client may stop reading before it is disconnected (it resumes with Last-Event-Id)")
 	maxBody := int(c.MaxBody)
@@ -183,6 +200,55 @@ func (c *Config) finish() {
 	if c.maxBodyFlag != nil {
 		c.MaxBody = int64(*c.maxBodyFlag)
 	}
+}
+
+// lookupAlias returns the value of the first of names that is set; names
+// set to different values are a configuration error.
+func lookupAlias(env envLookup, names ...string) (string, error) {
+	var val, from string
+	for _, n := range names {
+		v, ok := env(n)
+		if !ok {
+			continue
+		}
+		if from != "" && v != val {
+			return "", &ConfigError{n, fmt.Errorf("set to another value than %s: set only one", from)}
+		}
+		if from == "" {
+			val, from = v, n
+		}
+	}
+	return val, nil
+}
+
+// lookupSecret returns the value of the first of names that is set, or the
+// content of the file named by the first of the names with _FILE appended
+// (without its final line break). Both is a configuration error.
+func lookupSecret(env envLookup, names ...string) (string, error) {
+	val, err := lookupAlias(env, names...)
+	if err != nil {
+		return "", err
+	}
+	fileNames := make([]string, len(names))
+	for i, n := range names {
+		fileNames[i] = n + "_FILE"
+	}
+	path, err := lookupAlias(env, fileNames...)
+	if err != nil || path == "" {
+		return val, err
+	}
+	if val != "" {
+		return "", &ConfigError{names[0] + "_FILE", fmt.Errorf("both %s and a _FILE variant are set: set only one", strings.Join(names, "/"))}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", &ConfigError{names[0] + "_FILE", err}
+	}
+	v := strings.TrimRight(string(b), "\r\n")
+	if v == "" {
+		return "", &ConfigError{names[0] + "_FILE", fmt.Errorf("%s is empty", path)}
+	}
+	return v, nil
 }
 
 func osEnv(name string) (string, bool) {

@@ -23,15 +23,40 @@ import (
 // version is set at build time with -ldflags "-X github.com/fossil-events/fossil/cmd.version=…".
 var version = ""
 
-// Version returns the build version, falling back to the module version.
+// Version returns the build version: the one set at build time, else the
+// module's version (go install …@v1.2.3), else the commit `go build` in a
+// git checkout records ("dev+<commit>", with ".dirty" for uncommitted
+// changes), else "dev".
 func Version() string {
 	if version != "" {
 		return version
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	return versionOf(bi)
+}
+
+func versionOf(bi *debug.BuildInfo) string {
+	if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		return bi.Main.Version
 	}
-	return "dev"
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = ".dirty"
+			}
+		}
+	}
+	if rev == "" {
+		return "dev"
+	}
+	return "dev+" + rev[:min(12, len(rev))] + dirty
 }
 
 const usage = `Fossil is an event store for CloudEvents on PostgreSQL.
@@ -40,10 +65,15 @@ Usage:
   fossil server [flags]    run the HTTP server (applies pending migrations)
   fossil migrate [flags]   apply pending database migrations and exit
   fossil bench [flags]     load-test a Fossil server (loopback only unless --allow-remote)
+  fossil healthcheck [--url URL]  exit 0 if the server's /healthz answers 200
   fossil version           print the version
 
 Run "fossil server -h" for the server's flags. Without DATABASE_URL the
 server runs a local PostgreSQL from the binaries installed on this machine.
+
+Exit status: 0 success, 1 a runtime failure (the database, the network, a
+failed check), 2 a usage or configuration error (an unknown command or
+flag, a bad value).
 `
 
 // Main runs the command line and returns the process exit code.
@@ -66,6 +96,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env envLo
 		err = runBench(ctx, args[1:], stdout, stderr)
 	case "migrate":
 		err = runMigrate(ctx, args[1:], stdout, stderr, env)
+	case "healthcheck":
+		err = runHealthcheck(ctx, args[1:], stderr, env)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "fossil", Version())
 	case "help", "-h", "--help":
@@ -79,6 +111,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env envLo
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.Is(err, errUsage):
+		return 2 // the flag package has printed the error and the usage
 	case errors.Is(err, ErrInvalidConfig):
 		fmt.Fprintln(stderr, "fossil:", err)
 		return 2
@@ -88,13 +122,38 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env envLo
 	}
 }
 
+// errUsage marks a command line the flag package rejected (and reported).
+var errUsage = errors.New("usage error")
+
+// parseFlags parses args, wrapping a rejected command line in errUsage.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	return err
+}
+
+// migrateFlags are the server flags `fossil migrate` takes too.
+var migrateFlags = map[string]bool{"database-url": true, "data-dir": true, "log-level": true, "log-format": true}
+
 // parseConfig reads defaults, environment and flags, in rising precedence.
 func parseConfig(name string, args []string, stderr io.Writer, env envLookup) (Config, error) {
 	cfg := DefaultConfig()
 	fs := flag.NewFlagSet("fossil "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	envErr := cfg.bindFlags(fs, env)
-	if err := fs.Parse(args); err != nil {
+	if name == "migrate" {
+		all := fs
+		fs = flag.NewFlagSet("fossil "+name, flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		all.VisitAll(func(f *flag.Flag) {
+			if migrateFlags[f.Name] {
+				fs.Var(f.Value, f.Name, f.Usage)
+			}
+		})
+	}
+	if err := parseFlags(fs, args); err != nil {
 		return cfg, err
 	}
 	if envErr != nil {
@@ -183,7 +242,7 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	level, _ := parseLevel(cfg.LogLevel)
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(requestIDHandler{slog.NewJSONHandler(w, opts)})
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(requestIDHandler{slog.NewTextHandler(w, opts)})
 }

@@ -33,6 +33,7 @@ func (s *Server) newMetrics() *metrics.Metrics {
 			return lags, nil
 		},
 		ConsumerLagTimeout: time.Second,
+		Version:            Version(),
 		PoolStatsFunc: func() metrics.PoolStats {
 			st := s.store.Pool().Stat()
 			return metrics.PoolStats{

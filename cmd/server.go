@@ -73,6 +73,12 @@ func NewServer(cfg Config, logger *slog.Logger) *Server {
 // serving HTTP. It returns once the listener is open; [Server.Close] stops.
 func (s *Server) Run(ctx context.Context) error {
 	cfg := s.Config
+	// Take the port first: a busy port must not wait for PostgreSQL.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	s.listener = ln
 	dbURL := cfg.DatabaseURL
 	if dbURL == "" {
 		cluster, err := startCluster(ctx, cfg, s.Logger)
@@ -87,7 +93,6 @@ func (s *Server) Run(ctx context.Context) error {
 			return fmt.Errorf("apply migrations: %w", err)
 		}
 	}
-	var err error
 	if s.latestMigration, err = migrations.Latest(); err != nil {
 		return err
 	}
@@ -169,7 +174,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 	router := s.routes()
 	s.http = &http.Server{
-		Handler:           recoverPanics(s.Logger, s.auth.Middleware(router)),
+		Handler:           withRequestID(recoverPanics(s.Logger, s.auth.Middleware(router))),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       0, // bodies are bounded by MaxBytesReader; SSE has no body
 		WriteTimeout:      0, // SSE streams are long; other handlers bound themselves
@@ -178,11 +183,6 @@ func (s *Server) Run(ctx context.Context) error {
 		BaseContext:       func(net.Listener) context.Context { return s.streamCtx },
 		ErrorLog:          slog.NewLogLogger(s.Logger.Handler(), slog.LevelDebug),
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
-	}
-	s.listener = ln
 	s.background.Add(1)
 	go func() {
 		defer s.background.Done()
@@ -227,6 +227,8 @@ func (s *Server) Close() error {
 				_ = s.http.Close()
 			}
 			cancel()
+		} else if s.listener != nil {
+			_ = s.listener.Close() // Run failed before serving
 		}
 		if s.cancelStreams != nil {
 			s.cancelStreams()

@@ -118,6 +118,10 @@ type Config struct {
 	ProgressPlain bool
 }
 
+// Defaults fills in the defaults Run would (a random RunID among them) and
+// checks the configuration, so a caller can say what a run will do.
+func (c *Config) Defaults() error { return c.setDefaults() }
+
 func (c *Config) setDefaults() error {
 	if c.URL == "" {
 		c.URL = "http://127.0.0.1:8080"

@@ -33,6 +33,7 @@ package metrics
 import (
 	"context"
 	"net/http"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -82,6 +83,8 @@ type Config struct {
 	ConsumerLagTimeout time.Duration
 	// PoolStatsFunc returns a snapshot of the database pool.
 	PoolStatsFunc func() PoolStats
+	// Version, when set, is exported as fossil_build_info{version,goversion}.
+	Version string
 }
 
 // Metrics holds Fossil's series. Its methods are safe for concurrent use.
@@ -191,6 +194,13 @@ func New(cfg Config) *Metrics {
 	}
 	if cfg.PoolStatsFunc != nil {
 		m.registry.MustRegister(&poolCollector{fn: cfg.PoolStatsFunc})
+	}
+	if cfg.Version != "" {
+		m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "fossil_build_info",
+			Help:        "Always 1; the labels name the running build.",
+			ConstLabels: prometheus.Labels{"version": cfg.Version, "goversion": runtime.Version()},
+		}, func() float64 { return 1 }))
 	}
 	return m
 }

@@ -12,7 +12,7 @@
 // order would see). In the command text, localhost:8080 and 127.0.0.1:8080
 // become the test server's address. The commands run with bash, with the
 // built `fossil` first on PATH, DATABASE_URL naming the server's database,
-// and TOKEN set to a placeholder (authentication is off). The server's SSE
+// FOSSIL_ADDR its address, and TOKEN set to a placeholder (authentication is off). The server's SSE
 // keepalive is 1s.
 //
 // A block is split into commands at newlines outside quotes (a backslash

@@ -273,7 +273,7 @@ func runExample(t *testing.T, ex example, bin, addr, dbURL string) {
 	for n, c := range ex.commands {
 		where := fmt.Sprintf("%s:%d", ex.file, c.line)
 		text := strings.NewReplacer("localhost:8080", addr, "127.0.0.1:8080", addr).Replace(c.text)
-		stdout, stderr, err := runCommand(t, bin, dbURL, text)
+		stdout, stderr, err := runCommand(t, bin, addr, dbURL, text)
 		last := n == len(ex.commands)-1
 		isCurl := strings.HasPrefix(c.text, "curl ")
 		if err != nil {
@@ -317,7 +317,7 @@ func runExample(t *testing.T, ex example, bin, addr, dbURL string) {
 }
 
 // runCommand runs one command with bash.
-func runCommand(t *testing.T, bin, dbURL, text string) (stdout, stderr string, err error) {
+func runCommand(t *testing.T, bin, addr, dbURL, text string) (stdout, stderr string, err error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
@@ -330,6 +330,7 @@ func runCommand(t *testing.T, bin, dbURL, text string) (stdout, stderr string, e
 		"PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"),
 		"TOKEN=placeholder-token",
 		"DATABASE_URL="+dbURL,
+		"FOSSIL_ADDR="+addr,
 	)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
