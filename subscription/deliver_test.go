@@ -174,8 +174,8 @@ func TestWebhookRetriesParksAndReplays(t *testing.T) {
 	if p0.Number != c || p0.Attempts != 1 || p0.LastError != "HTTP 404 Not Found" || p1.Number != g || p1.Attempts != 3 || p1.LastError != "HTTP 503 Service Unavailable" || p0.ParkedAt == "" {
 		t.Fatalf("parked list %s", out)
 	}
-	st := status(t, srv, id)
-	if st["delivered"] != 5.0 || st["lasterror"] == nil {
+	testserver.Eventually(t, 5*time.Second, "five delivered", func() bool { return status(t, srv, id)["delivered"] == 5.0 })
+	if st := status(t, srv, id); st["lasterror"] == nil {
 		t.Fatalf("status %v", st)
 	}
 
