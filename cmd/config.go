@@ -39,6 +39,8 @@ type Config struct {
 	// SubscriptionBackoff, when positive, replaces the first retry delay
 	// of subscriptions (1s); tests shorten it. No flag or variable sets it.
 	SubscriptionBackoff time.Duration
+	SigningKeyFile      string // FOSSIL_SIGNING_KEY_FILE; note signer key for checkpoints, empty: a key kept in the database
+	LogOrigin           string // FOSSIL_LOG_ORIGIN; the checkpoints' origin line
 
 	maxBodyFlag *int
 }
@@ -60,6 +62,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout:   10 * time.Second,
 		LogLevel:          "info",
 		LogFormat:         "text",
+		LogOrigin:         "fossil",
 	}
 }
 
@@ -100,6 +103,8 @@ func (c *Config) Validate() error {
 		return &ConfigError{"max-conns", errors.New("must be at least 4")}
 	case c.PprofAddr != "" && !isLoopbackAddr(c.PprofAddr):
 		return &ConfigError{"pprof-addr", errors.New("must be a loopback host:port such as 127.0.0.1:6060")}
+	case c.LogOrigin == "" || strings.ContainsAny(c.LogOrigin, "\n+ "):
+		return &ConfigError{"log-origin", errors.New("must be one non-empty line without spaces or '+'")}
 	case c.LogFormat != "text" && c.LogFormat != "json":
 		return &ConfigError{"log-format", errors.New("must be text or json")}
 	}
@@ -191,6 +196,8 @@ func (c *Config) bindFlags(fs *flag.FlagSet, env envLookup) error {
 	str(&c.LogLevel, "log-level", "FOSSIL_LOG_LEVEL", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "FOSSIL_LOG_FORMAT", "text or json")
 	str(&c.PprofAddr, "pprof-addr", "FOSSIL_PPROF_ADDR", "serve net/http/pprof on this loopback address, e.g. 127.0.0.1:6060 (off when empty)")
+	str(&c.SigningKeyFile, "signing-key-file", "FOSSIL_SIGNING_KEY_FILE", "file holding the note signer key of checkpoints (fossil keygen); without it a key is generated and kept in the database")
+	str(&c.LogOrigin, "log-origin", "FOSSIL_LOG_ORIGIN", "origin line of checkpoints (the log's name)")
 	c.maxBodyFlag = &maxBody
 	return errors.Join(errs...)
 }

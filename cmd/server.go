@@ -24,6 +24,7 @@ import (
 	"github.com/fossil-events/fossil/notify"
 	"github.com/fossil-events/fossil/pgmanaged"
 	"github.com/fossil-events/fossil/problem"
+	"github.com/fossil-events/fossil/proof"
 	"github.com/fossil-events/fossil/schema"
 	"github.com/fossil-events/fossil/store"
 	"github.com/fossil-events/fossil/streamer"
@@ -45,6 +46,7 @@ type Server struct {
 	pprof    *http.Server // --pprof-addr, on its own loopback listener
 	schemas  *schema.Registry
 	subs     *subscription.Manager
+	proofs   *proof.Handler
 	auth     *auth.Authenticator
 	http     *http.Server
 	listener net.Listener
@@ -106,6 +108,7 @@ func (s *Server) Run(ctx context.Context) error {
 		TxTimeout:     cfg.AppendTimeout,
 		ObserveFunc:   s.metrics.ObserveGroup,
 		CommittedFunc: s.wakeLocalReaders,
+		TreeFunc:      s.metrics.Tree().ObserveHashing,
 	})
 	s.streamCtx, s.cancelStreams = context.WithCancel(context.WithoutCancel(ctx))
 
@@ -171,6 +174,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("configure authentication: %w", err)
 	}
+
+	if s.proofs, err = s.newProofs(ctx); err != nil {
+		return err
+	}
+	s.startTreeBuilder()
 
 	router := s.routes()
 	s.http = &http.Server{
@@ -292,6 +300,7 @@ func (s *Server) routes() *mux.Router {
 	consumer.New(consumer.Config{Store: s.store, Hub: s.hub, Broadcaster: s.notifier, Logger: s.Logger}).Register(r)
 	s.schemas.Register(r)
 	s.subs.Register(r)
+	s.proofs.Register(r)
 	return r
 }
 

@@ -24,6 +24,10 @@ type Event struct {
 	ExpectAck   []string  // consumers a writer waits for, in the order given
 	Doc         []byte    // compact structured-mode JSON without fossil* extensions
 	CommittedAt time.Time // when the server committed the event, UTC
+	// Salt salts the digest of the data in the event's leaf of the log's
+	// Merkle tree, and LeafTail is that leaf without its position (see
+	// [LeafTail]); the appender sets both before the event is numbered.
+	Salt, LeafTail []byte
 }
 
 // DataKind says how an event's data is represented in its JSON document.

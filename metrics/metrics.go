@@ -34,6 +34,7 @@ import (
 	"context"
 	"net/http"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -108,6 +109,9 @@ type Metrics struct {
 	groupsErr  prometheus.Counter
 
 	subs *subscriptionMetrics // nil until RegisterSubscriptions
+
+	treeOnce sync.Once
+	tree     *TreeMetrics
 }
 
 // latencyBuckets span 250µs to 15s: sub-millisecond appends on an idle

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/fossil-events/fossil/fossil"
 )
@@ -93,13 +95,31 @@ type groupState struct {
 	events   map[eventKey]*known
 	inserts  []*fossil.Event
 	replaced map[int64]*fossil.Event // number -> replacement (stored before this group)
+
+	// The log's Merkle tree as the group found it: treeSize events are
+	// hashed; when that is all of them (loadedHead), tree is its right
+	// edge and the group hashes its own events into it (see
+	// [groupState.hashTree]). Otherwise the tree builder is still at work
+	// and the group leaves its events to it.
+	treeSize int64
+	tree     fossil.TreeEdge
+	// The head of the replacement chain (read under the lock; groups with
+	// a replacement always take the long way).
+	replacements int64
+	chain        tlog.Hash
+	// hashed is how long hashing the group's events took (0: not hashed).
+	hashed time.Duration
 }
 
-const lockHeadSQL = `SELECT last_number FROM fossil_head FOR UPDATE`
+// treeComplete reports whether the group hashes its events into the tree.
+func (st *groupState) treeComplete() bool { return st.treeSize == st.loadedHead }
 
-// checkHeadSQL fails with division_by_zero unless the head is $1. Run after
-// lockHeadSQL in the same transaction, it sees the latest committed head.
-const checkHeadSQL = `SELECT 1 / (last_number = $1)::int FROM fossil_head`
+const lockHeadSQL = `SELECT last_number, tree_size, tree_edge, replacements, replacement_chain FROM fossil_head FOR UPDATE`
+
+// checkHeadSQL fails with division_by_zero unless the head is $1 and the
+// tree size $2. Run after lockHeadSQL in the same transaction, it sees the
+// latest committed head.
+const checkHeadSQL = `SELECT 1 / (last_number = $1 AND tree_size = $2)::int FROM fossil_head`
 
 const streamHeadsSQL = `SELECT name, last_sequence FROM fossil_streams WHERE name = ANY($1::text[])`
 
@@ -264,7 +284,10 @@ func loadGroupState(ctx context.Context, conn *pgx.Conn, reqs []*AppendRequest, 
 	st.lookedUp = lookup
 	batch := &pgx.Batch{}
 	batch.Queue("BEGIN")
-	batch.Queue(lockHeadSQL).QueryRow(func(row pgx.Row) error { return row.Scan(&st.head) })
+	var edge, chain []byte
+	batch.Queue(lockHeadSQL).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&st.head, &st.treeSize, &edge, &st.replacements, &chain)
+	})
 	batch.Queue(streamHeadsSQL, streams).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var name string
@@ -293,6 +316,14 @@ func loadGroupState(ctx context.Context, conn *pgx.Conn, reqs []*AppendRequest, 
 		return nil, fmt.Errorf("load append state: %w", err)
 	}
 	st.loadedHead = st.head
+	copy(st.chain[:], chain)
+	if st.treeComplete() {
+		tree, err := fossil.ParseTreeEdge(st.treeSize, edge)
+		if err != nil {
+			return nil, fmt.Errorf("load append state: %w", err)
+		}
+		st.tree = *tree
+	}
 	return st, nil
 }
 
@@ -399,16 +430,24 @@ func (st *groupState) applyReplace(req *AppendRequest) (*AppendResult, error) {
 }
 
 const insertEventsSQL = `
-INSERT INTO fossil_events (number, stream, sequence, id, source, type, subject, time, expect_ack, doc)
-SELECT number, stream, sequence, id, source, type, subject, time, expect_ack, doc::json
-FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[])
-  AS t(number, stream, sequence, id, source, type, subject, time, expect_ack, doc)`
+INSERT INTO fossil_events (number, stream, sequence, id, source, type, subject, time, expect_ack, doc, salt)
+SELECT number, stream, sequence, id, source, type, subject, time, expect_ack, doc::json, salt
+FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::bytea[])
+  AS t(number, stream, sequence, id, source, type, subject, time, expect_ack, doc, salt)`
 
 const replaceEventsSQL = `
 UPDATE fossil_events e
-SET type = r.type, subject = r.subject, time = r.time, doc = r.doc::json
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) AS r(number, type, subject, time, doc)
+SET type = r.type, subject = r.subject, time = r.time, doc = r.doc::json, salt = r.salt
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::bytea[]) AS r(number, type, subject, time, doc, salt)
 WHERE e.number = r.number`
+
+// insertReplacementsSQL records replacements and moves the chain head.
+const insertReplacementsSQL = `
+WITH r AS (
+  INSERT INTO fossil_replacements (index, number, leaf_hash, chain)
+  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[])
+)
+UPDATE fossil_head SET replacements = $5, replacement_chain = $6`
 
 const upsertStreamsSQL = `
 INSERT INTO fossil_streams (name, last_sequence)
@@ -416,6 +455,12 @@ SELECT * FROM unnest($1::text[], $2::bigint[])
 ON CONFLICT (name) DO UPDATE SET last_sequence = excluded.last_sequence`
 
 const updateHeadSQL = `UPDATE fossil_head SET last_number = $1`
+
+// updateHeadTreeSQL moves the head together with the tree, whose new
+// stored hashes are one run from $3.
+const updateHeadTreeSQL = `
+WITH t AS (INSERT INTO fossil_tree_hashes (first_index, hashes) VALUES ($3, $4))
+UPDATE fossil_head SET last_number = $1, tree_size = $1, tree_edge = $2`
 
 const notifySQL = `SELECT pg_notify($1, $2)`
 
@@ -427,7 +472,7 @@ func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
 	if st.fromCache {
 		batch.Queue("BEGIN")
 		batch.Queue(lockHeadSQL)
-		batch.Queue(checkHeadSQL, st.loadedHead)
+		batch.Queue(checkHeadSQL, st.loadedHead, st.treeSize)
 		st.unknown.queue(batch)
 	}
 	if n := len(st.inserts); n > 0 {
@@ -436,17 +481,19 @@ func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
 			streams, ids, sources, types, docs = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 			subjects, acks                     = make([]*string, n), make([]*string, n)
 			times                              = make([]*time.Time, n)
+			salts                              = make([][]byte, n)
 		)
 		for i, e := range st.inserts {
 			numbers[i], seqs[i] = e.Number, e.Sequence
 			streams[i], ids[i], sources[i], types[i], docs[i] = e.Stream, e.ID, e.Source, e.Type, string(e.Doc)
 			subjects[i], times[i] = optString(e.Subject), optTime(e.Time)
+			salts[i] = e.Salt
 			if len(e.ExpectAck) > 0 {
 				s := strings.Join(e.ExpectAck, ",")
 				acks[i] = &s
 			}
 		}
-		batch.Queue(insertEventsSQL, numbers, streams, seqs, ids, sources, types, subjects, times, acks, docs)
+		batch.Queue(insertEventsSQL, numbers, streams, seqs, ids, sources, types, subjects, times, acks, docs, salts)
 		names := make([]string, 0, len(st.dirty))
 		lasts := make([]int64, 0, len(st.dirty))
 		for name := range st.dirty {
@@ -454,21 +501,48 @@ func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
 			lasts = append(lasts, st.streams[name])
 		}
 		batch.Queue(upsertStreamsSQL, names, lasts)
-		batch.Queue(updateHeadSQL, st.head)
+		if st.treeComplete() {
+			start := time.Now()
+			first, run, err := st.hashTree()
+			st.hashed = max(time.Since(start), time.Nanosecond)
+			if err != nil {
+				return err
+			}
+			batch.Queue(updateHeadTreeSQL, st.head, st.tree.Bytes(), first, run)
+		} else {
+			batch.Queue(updateHeadSQL, st.head)
+		}
 		batch.Queue(notifySQL, ChannelEvents, strconv.FormatInt(st.head, 10))
 	}
 	if n := len(st.replaced); n > 0 {
 		numbers := make([]int64, 0, n)
 		types, docs := make([]string, 0, n), make([]string, 0, n)
 		subjects, times := make([]*string, 0, n), make([]*time.Time, 0, n)
+		salts := make([][]byte, 0, n)
 		list := make([]string, 0, n)
-		for num, e := range st.replaced {
+		for num := range st.replaced {
 			numbers = append(numbers, num)
+		}
+		slices.Sort(numbers)
+		var indexes []int64
+		var leaves, chains [][]byte
+		for _, num := range numbers {
+			e := st.replaced[num]
+			if err := prepareLeaf(e); err != nil {
+				return err
+			}
 			types, docs = append(types, e.Type), append(docs, string(e.Doc))
 			subjects, times = append(subjects, optString(e.Subject)), append(times, optTime(e.Time))
+			salts = append(salts, e.Salt)
 			list = append(list, strconv.FormatInt(num, 10))
+			st.replacements++
+			leaf := fossil.LeafHash(e.Number, e.Stream, e.Sequence, e.LeafTail)
+			st.chain = fossil.NextChain(st.chain, fossil.ReplacementRecord(st.replacements, e.Number, leaf))
+			indexes = append(indexes, st.replacements)
+			leaves, chains = append(leaves, leaf[:]), append(chains, bytes.Clone(st.chain[:]))
 		}
-		batch.Queue(replaceEventsSQL, numbers, types, subjects, times, docs)
+		batch.Queue(replaceEventsSQL, numbers, types, subjects, times, docs, salts)
+		batch.Queue(insertReplacementsSQL, indexes, numbers, leaves, chains, st.replacements, st.chain[:])
 		batch.Queue(notifySQL, ChannelReplaced, strings.Join(list, ","))
 	}
 	var tag pgconn.CommandTag
@@ -494,6 +568,45 @@ func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
 		// COMMIT of a transaction that failed answers ROLLBACK.
 		return fmt.Errorf("write events: transaction rolled back (%s)", tag.String())
 	}
+	return nil
+}
+
+// hashTree adds the group's events to the tree: it returns the index of
+// the first stored hash they add and the run of those hashes.
+func (st *groupState) hashTree() (int64, []byte, error) {
+	first := tlog.StoredHashIndex(0, st.tree.Size)
+	run := make([]byte, 0, 2*len(st.inserts)*tlog.HashSize)
+	for _, e := range st.inserts {
+		if err := prepareLeaf(e); err != nil {
+			return 0, nil, err
+		}
+		hashes, err := st.tree.Add(fossil.LeafHash(e.Number, e.Stream, e.Sequence, e.LeafTail))
+		if err != nil {
+			return 0, nil, err
+		}
+		for _, h := range hashes {
+			run = append(run, h[:]...)
+		}
+	}
+	st.treeSize = st.tree.Size
+	return first, run, nil
+}
+
+// prepareLeaf gives an event its salt and leaf tail, unless it has them.
+// [Appender.Append] calls it in the caller's goroutine so that the
+// appender only adds the position and hashes.
+func prepareLeaf(e *fossil.Event) error {
+	if e.Salt != nil && e.LeafTail != nil {
+		return nil
+	}
+	if e.Salt == nil {
+		e.Salt = fossil.NewSalt()
+	}
+	tail, err := fossil.LeafTail(e.Doc, strings.Join(e.ExpectAck, ","), e.Salt)
+	if err != nil {
+		return fmt.Errorf("%w: %w", fossil.ErrInvalid, err)
+	}
+	e.LeafTail = tail
 	return nil
 }
 

@@ -29,6 +29,10 @@ type AppenderConfig struct {
 	// readers without waiting for the database notification (and in
 	// poll-only mode).
 	CommittedFunc func(head int64, inserted []*fossil.Event, replaced bool)
+	// TreeFunc, when set, is called after each committed group that
+	// hashed its events into the log's Merkle tree, with the new tree size
+	// and the time hashing took.
+	TreeFunc func(size int64, hashing time.Duration)
 }
 
 // Appender is the single writer of a process. Concurrent [Appender.Append]
@@ -105,6 +109,11 @@ var errAppenderClosed = fmt.Errorf("%w: the server is shutting down", fossil.Err
 // is returned and the request may or may not have been committed; a retry
 // is safe because appends are idempotent.
 func (a *Appender) Append(ctx context.Context, req *AppendRequest) (*AppendResult, error) {
+	for _, e := range req.Events {
+		if err := prepareLeaf(e); err != nil {
+			return nil, err
+		}
+	}
 	p := &pendingAppend{ctx: ctx, req: req, done: make(chan appendOutcome, 1)}
 	a.mu.RLock()
 	if a.closed {
@@ -226,6 +235,9 @@ func (a *Appender) runGroup(reqs []*AppendRequest) ([]appendOutcome, error) {
 		// Clients are retrying: read stored events up front for a while
 		// rather than fail and rerun groups.
 		a.lookups = lookupsAfterDuplicate
+	}
+	if err == nil && a.cfg.TreeFunc != nil && st.hashed > 0 {
+		a.cfg.TreeFunc(st.treeSize, st.hashed)
 	}
 	if err == nil && a.cfg.CommittedFunc != nil && (len(st.inserts) > 0 || len(st.replaced) > 0) {
 		a.cfg.CommittedFunc(st.head, st.inserts, len(st.replaced) > 0)

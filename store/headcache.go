@@ -3,6 +3,8 @@ package store
 import (
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/fossil-events/fossil/fossil"
 )
 
 // headCache lets a group commit in one round trip instead of two. It holds
@@ -23,6 +25,10 @@ type headCache struct {
 	valid   bool
 	head    int64
 	streams *simplelru.LRU[string, int64]
+	// treeSize and tree are the Merkle tree after the last commit (tree
+	// only when it is complete, treeSize == head).
+	treeSize int64
+	tree     fossil.TreeEdge
 	// skip counts groups that take the long way after the cache turned out
 	// stale, so that processes writing concurrently do not fail a round
 	// trip on every group.
@@ -96,6 +102,7 @@ func (c *headCache) plan(reqs []*AppendRequest, lookup bool) *groupState {
 	}
 	st := newGroupState(len(reqs))
 	st.fromCache, st.loadedHead, st.head = true, c.head, c.head
+	st.treeSize, st.tree = c.treeSize, c.tree
 	for _, r := range reqs {
 		if _, ok := st.streams[r.Stream]; ok {
 			continue
@@ -130,6 +137,7 @@ func containsString(list []string, s string) bool {
 // committed records a group planned from the cache that has committed.
 func (c *headCache) committed(st *groupState) {
 	c.head = st.head
+	c.treeSize, c.tree = st.treeSize, st.tree
 	c.remember(st)
 }
 
@@ -144,6 +152,7 @@ func (c *headCache) refresh(st *groupState) {
 		c.streams.Purge()
 	}
 	c.valid, c.head = true, st.head
+	c.treeSize, c.tree = st.treeSize, st.tree
 	c.remember(st)
 }
 

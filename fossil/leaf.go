@@ -1,0 +1,192 @@
+package fossil
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Leaves of the log's Merkle tree (docs/PROOFS.md is the normative
+// description; keep the two in step).
+//
+// A leaf is the byte string
+//
+//	"fossil-leaf/v1\n" field*
+//	field = name ":" kind ":" len ":" value "\n"
+//
+// with kind "s" (a JSON string; value is its decoded UTF-8), "j" (any other
+// JSON value; value is its JSON text) or "d" (the data digest), len the
+// decimal byte length of value. The fields are, in this order:
+// fossileventnumber, fossilstream, fossilsequenceinstream, fossilexpectack
+// (only when present), every other member of the event except data,
+// data_base64 and names starting with "fossil", sorted by name (byte
+// order), and last "data" of kind "d": SHA-256(salt ‖ k ‖ payload) where
+// salt is the event's 32 random bytes and k, payload are "n" and nothing
+// (no data), "j" and the JSON text of the data member, or "b" and the
+// decoded bytes of data_base64. The leaf hash is tlog.RecordHash(leaf).
+
+// SaltSize is the length of an event's salt.
+const SaltSize = 32
+
+const leafMagic = "fossil-leaf/v1\n"
+
+// NewSalt returns a fresh random salt.
+func NewSalt() []byte {
+	s := make([]byte, SaltSize)
+	_, _ = rand.Read(s) // crypto/rand.Read never fails
+	return s
+}
+
+// LeafTail returns the part of an event's leaf that does not depend on its
+// position in the log: everything after fossilsequenceinstream. doc is the
+// event's document (without fossil* members, as stored, or with them, as
+// served: they are skipped), expectAck its fossilexpectack value ("" when
+// absent). It is computed before the event is numbered, off the appender's
+// path.
+func LeafTail(doc []byte, expectAck string, salt []byte) ([]byte, error) {
+	if len(salt) != SaltSize {
+		return nil, fmt.Errorf("leaf: salt of %d bytes, want %d", len(salt), SaltSize)
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &members); err != nil {
+		return nil, fmt.Errorf("leaf: event document: %w", err)
+	}
+	names := make([]string, 0, len(members))
+	for name := range members {
+		if name == "data" || name == "data_base64" || strings.HasPrefix(name, ReservedPrefix) {
+			continue
+		}
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	b := make([]byte, 0, len(doc)/2+128)
+	if expectAck != "" {
+		b = appendLeafField(b, ExtExpectAck, 's', []byte(expectAck))
+	}
+	for _, name := range names {
+		raw := bytes.TrimSpace(members[name])
+		if len(raw) > 0 && raw[0] == '"' {
+			var s string
+			if err := json.Unmarshal(raw, &s); err != nil {
+				return nil, fmt.Errorf("leaf: member %q: %w", name, err)
+			}
+			b = appendLeafField(b, name, 's', []byte(s))
+			continue
+		}
+		b = appendLeafField(b, name, 'j', raw)
+	}
+	h := sha256.New()
+	h.Write(salt)
+	switch {
+	case members["data"] != nil:
+		h.Write([]byte{'j'})
+		h.Write(bytes.TrimSpace(members["data"]))
+	case members["data_base64"] != nil:
+		var s string
+		if err := json.Unmarshal(members["data_base64"], &s); err != nil {
+			return nil, fmt.Errorf("leaf: data_base64: %w", err)
+		}
+		data, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return nil, fmt.Errorf("leaf: data_base64: %w", err)
+		}
+		h.Write([]byte{'b'})
+		h.Write(data)
+	default:
+		h.Write([]byte{'n'})
+	}
+	return appendLeafField(b, "data", 'd', h.Sum(nil)), nil
+}
+
+// AppendLeaf appends the leaf of the event at number in stream at
+// sequence whose [LeafTail] is tail.
+func AppendLeaf(b []byte, number int64, stream string, sequence int64, tail []byte) []byte {
+	b = append(b, leafMagic...)
+	var num [20]byte
+	b = appendLeafField(b, ExtEventNumber, 'j', strconv.AppendInt(num[:0], number, 10))
+	b = appendLeafField(b, ExtStream, 's', []byte(stream))
+	b = appendLeafField(b, ExtSequenceInStream, 'j', strconv.AppendInt(num[:0], sequence, 10))
+	return append(b, tail...)
+}
+
+// LeafHash returns the tree's hash of the event at number in stream at
+// sequence whose [LeafTail] is tail.
+func LeafHash(number int64, stream string, sequence int64, tail []byte) tlog.Hash {
+	var buf [512]byte
+	return tlog.RecordHash(AppendLeaf(buf[:0], number, stream, sequence, tail))
+}
+
+// LeafHash computes the leaf hash of a stored or served event: doc
+// may carry the fossil* members (they are skipped; number, stream,
+// sequence and expectAck come from the event itself).
+func (e *Event) LeafHash(salt []byte) (tlog.Hash, error) {
+	tail, err := LeafTail(e.Doc, strings.Join(e.ExpectAck, ","), salt)
+	if err != nil {
+		return tlog.Hash{}, err
+	}
+	return LeafHash(e.Number, e.Stream, e.Sequence, tail), nil
+}
+
+func appendLeafField(b []byte, name string, kind byte, value []byte) []byte {
+	b = append(b, name...)
+	b = append(b, ':', kind, ':')
+	b = strconv.AppendInt(b, int64(len(value)), 10)
+	b = append(b, ':')
+	b = append(b, value...)
+	return append(b, '\n')
+}
+
+// Replacement records. Replacing an event never changes its leaf; instead
+// every replacement appends a record to a hash chain that checkpoints name
+// in an extension line. Record i (from 1) is
+//
+//	"fossil-replacement/v1\n" "index:" i "\n" "number:" n "\n" "leaf:" base64(new leaf hash) "\n"
+//
+// and chain(i) = SHA-256(chain(i-1) ‖ record i), chain(0) = 32 zero bytes.
+
+// ReplacementRecord returns the text of replacement record index.
+func ReplacementRecord(index, number int64, leaf tlog.Hash) []byte {
+	return fmt.Appendf(nil, "fossil-replacement/v1\nindex:%d\nnumber:%d\nleaf:%s\n", index, number, base64.StdEncoding.EncodeToString(leaf[:]))
+}
+
+// NextChain returns chain(i) from chain(i-1) and record i.
+func NextChain(prev tlog.Hash, record []byte) tlog.Hash {
+	h := sha256.New()
+	h.Write(prev[:])
+	h.Write(record)
+	var out tlog.Hash
+	h.Sum(out[:0])
+	return out
+}
+
+// ReplacementsExtension is the checkpoint extension line's keyword.
+const ReplacementsExtension = "fossil-replacements"
+
+// FormatReplacementsLine returns the checkpoint extension line naming a
+// chain of count records (no trailing newline).
+func FormatReplacementsLine(count int64, chain tlog.Hash) string {
+	return fmt.Sprintf("%s %d %s", ReplacementsExtension, count, base64.StdEncoding.EncodeToString(chain[:]))
+}
+
+// ParseReplacementsLine parses a line made by [FormatReplacementsLine].
+func ParseReplacementsLine(line string) (count int64, chain tlog.Hash, err error) {
+	f := strings.Fields(line)
+	if len(f) != 3 || f[0] != ReplacementsExtension {
+		return 0, chain, errors.New("not a " + ReplacementsExtension + " line")
+	}
+	count, err = strconv.ParseInt(f[1], 10, 64)
+	if err != nil || count < 0 {
+		return 0, chain, fmt.Errorf("bad replacement count %q", f[1])
+	}
+	chain, err = tlog.ParseHash(f[2])
+	return count, chain, err
+}

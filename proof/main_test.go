@@ -1,0 +1,10 @@
+package proof_test
+
+import (
+	"testing"
+
+	"github.com/fossil-events/fossil/internal/dbtest"
+)
+
+// TestMain gives every test its own database (see internal/dbtest).
+func TestMain(m *testing.M) { dbtest.Main(m) }

@@ -1,0 +1,186 @@
+package proof_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/fossil-events/fossil/internal/testserver"
+	"github.com/fossil-events/fossil/proof"
+)
+
+func get(t *testing.T, url string) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func mustGet(t *testing.T, url string) []byte {
+	t.Helper()
+	resp, b := get(t, url)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
+	}
+	return b
+}
+
+// checkpoint fetches and verifies the current checkpoint.
+func checkpoint(t *testing.T, srv *testserver.Server, vkey string) proof.Checkpoint {
+	t.Helper()
+	resp, b := get(t, srv.URL+"/checkpoint")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
+		t.Fatalf("GET /checkpoint: %d %q %s", resp.StatusCode, resp.Header.Get("Content-Type"), b)
+	}
+	c, err := proof.Open(b, vkey)
+	if err != nil {
+		t.Fatalf("checkpoint %q: %v", b, err)
+	}
+	return c
+}
+
+// TestProofs grows a log one event at a time to 300, keeping every
+// checkpoint, then checks inclusion proofs with tlog.CheckRecord and
+// consistency proofs with tlog.CheckTree between random pairs of them.
+func TestProofs(t *testing.T) {
+	t.Parallel()
+	srv := testserver.Start(t)
+	vkey := strings.TrimSpace(string(mustGet(t, srv.URL+"/checkpoint/key")))
+	empty := checkpoint(t, srv, vkey)
+	if empty.Size != 0 || empty.Origin != "fossil" || empty.Root != (tlog.Hash{0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24, 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55}) {
+		t.Fatalf("empty log checkpoint: %+v", empty)
+	}
+	const n = 300
+	roots := make([]tlog.Hash, n+1)
+	roots[0] = empty.Root
+	for i := 1; i <= n; i++ {
+		num := srv.MustPost(t, fmt.Sprintf("s/%d", i%7), testserver.Event{ID: fmt.Sprint(i), Data: fmt.Sprintf(`{"i":%d}`, i)})
+		c := checkpoint(t, srv, vkey)
+		if c.Size < num || c.Size != int64(i) {
+			t.Fatalf("after event %d: checkpoint size %d", num, c.Size)
+		}
+		roots[i] = c.Root
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for size := int64(1); size <= n; size++ {
+		for _, num := range []int64{size, 1 + rng.Int64N(size)} {
+			var p proof.InclusionProof
+			if err := json.Unmarshal(mustGet(t, fmt.Sprintf("%s/events/%d/proof?tree_size=%d", srv.URL, num, size)), &p); err != nil {
+				t.Fatal(err)
+			}
+			if p.LeafIndex != num-1 || p.TreeSize != size || p.Proof == nil {
+				t.Fatalf("proof of %d in %d: %+v", num, size, p)
+			}
+			if err := tlog.CheckRecord(p.Proof, size, roots[size], num-1, p.LeafHash); err != nil {
+				t.Fatalf("proof of %d in %d: %v", num, size, err)
+			}
+		}
+		from := 1 + rng.Int64N(size)
+		var c proof.ConsistencyProof
+		if err := json.Unmarshal(mustGet(t, fmt.Sprintf("%s/proofs/consistency?from=%d&to=%d", srv.URL, from, size)), &c); err != nil {
+			t.Fatal(err)
+		}
+		if c.From != from || c.To != size || c.Proof == nil {
+			t.Fatalf("consistency %d -> %d: %+v", from, size, c)
+		}
+		if err := tlog.CheckTree(c.Proof, size, roots[size], from, roots[from]); err != nil {
+			t.Fatalf("consistency %d -> %d: %v", from, size, err)
+		}
+	}
+	// The default tree size is the current checkpoint's; empty proofs are
+	// [] and not null.
+	if b := string(mustGet(t, srv.URL+"/proofs/consistency?from=300&to=300")); !strings.Contains(b, `"proof":[]`) {
+		t.Fatalf("empty consistency proof: %s", b)
+	}
+	var p proof.InclusionProof
+	if err := json.Unmarshal(mustGet(t, srv.URL+"/events/7/proof"), &p); err != nil || p.TreeSize != n {
+		t.Fatalf("default tree size: %+v %v", p, err)
+	}
+	// Tiles: the level-0 tiles are the leaf hashes, and tlog reads proofs
+	// from them.
+	tiles := tlog.TileReader(tileReader{t, srv.URL})
+	tree := tlog.Tree{N: n, Hash: roots[n]}
+	hr := tlog.TileHashReader(tree, tiles)
+	th, err := tlog.TreeHash(n, hr)
+	if err != nil || th != roots[n] {
+		t.Fatalf("tree hash from tiles: %v %v", th, err)
+	}
+	rp, err := tlog.ProveRecord(n, 41, hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tlog.CheckRecord(rp, n, roots[n], 41, leafHash(t, srv, 42)); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, bad := range []struct {
+		path   string
+		status int
+	}{
+		{"/events/301/proof", 404},
+		{"/events/0/proof", 400},
+		{"/events/x/proof", 400},
+		{"/events/10/proof?tree_size=9", 400},
+		{"/events/10/proof?tree_size=301", 400},
+		{"/events/10/proof?tree_size=x", 400},
+		{"/events/10/proof?size=10", 400},
+		{"/proofs/consistency?from=0&to=5", 400},
+		{"/proofs/consistency?from=6&to=5", 400},
+		{"/proofs/consistency?from=1&to=301", 400},
+		{"/proofs/consistency?from=1", 400},
+		{"/proofs/consistency", 400},
+		{"/tile/0/002", 404},
+		{"/tile/0/001.p/44", 200},
+		{"/tile/0/001.p/45", 404},
+		{"/tile/0/001.p/45x", 404},
+		{"/tile/data/000", 404},
+		{"/tile/1/000.p/2", 404},
+		{"/tile/1/000.p/1", 200},
+	} {
+		resp, b := get(t, srv.URL+bad.path)
+		if resp.StatusCode != bad.status {
+			t.Errorf("GET %s: %d %s, want %d", bad.path, resp.StatusCode, b, bad.status)
+		}
+		if bad.status != 200 && resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("GET %s: Content-Type %q", bad.path, resp.Header.Get("Content-Type"))
+		}
+	}
+}
+
+func leafHash(t *testing.T, srv *testserver.Server, n int64) tlog.Hash {
+	var p proof.InclusionProof
+	if err := json.Unmarshal(mustGet(t, fmt.Sprintf("%s/events/%d/proof", srv.URL, n)), &p); err != nil {
+		t.Fatal(err)
+	}
+	return p.LeafHash
+}
+
+// tileReader fetches tiles from /tile/ (the C2SP layout: no height in the
+// path).
+type tileReader struct {
+	t   *testing.T
+	url string
+}
+
+func (r tileReader) Height() int { return proof.TileHeight }
+
+func (r tileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	for i, tile := range tiles {
+		path := strings.TrimPrefix(tile.Path(), fmt.Sprintf("tile/%d/", proof.TileHeight))
+		out[i] = mustGet(r.t, r.url+"/tile/"+path)
+	}
+	return out, nil
+}
+
+func (r tileReader) SaveTiles([]tlog.Tile, [][]byte) {}

@@ -1,0 +1,334 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/fossil-events/fossil/fossil"
+)
+
+// TreeState is the log's Merkle tree as committed: Size events are hashed
+// (all of them once Size == Head), Edge is the tree's right edge, and the
+// replacement chain holds Replacements records ending in Chain.
+type TreeState struct {
+	Head         int64
+	Size         int64
+	Edge         *fossil.TreeEdge
+	Replacements int64
+	Chain        tlog.Hash
+}
+
+// Complete reports whether every event is in the tree.
+func (t *TreeState) Complete() bool { return t.Size == t.Head }
+
+const treeStateSQL = `SELECT last_number, tree_size, tree_edge, replacements, replacement_chain FROM fossil_head`
+
+// TreeState reads the tree as of the latest commit, in one row.
+func (s *Store) TreeState(ctx context.Context) (*TreeState, error) {
+	return scanTreeState(s.pool.QueryRow(ctx, treeStateSQL))
+}
+
+func scanTreeState(row pgx.Row) (*TreeState, error) {
+	var (
+		t           TreeState
+		edge, chain []byte
+	)
+	if err := row.Scan(&t.Head, &t.Size, &edge, &t.Replacements, &chain); err != nil {
+		return nil, interpretError(fmt.Errorf("read tree state: %w", err))
+	}
+	e, err := fossil.ParseTreeEdge(t.Size, edge)
+	if err != nil {
+		return nil, err
+	}
+	t.Edge = e
+	copy(t.Chain[:], chain)
+	return &t, nil
+}
+
+// readHashesSQL finds each stored hash in the run that holds it (the run
+// with the greatest first index at or below it).
+const readHashesSQL = `
+SELECT k.i, substring(h.hashes FROM (k.i - h.first_index)::int * 32 + 1 FOR 32)
+FROM unnest($1::bigint[]) AS k(i)
+CROSS JOIN LATERAL (
+  SELECT first_index, hashes FROM fossil_tree_hashes WHERE first_index <= k.i
+  ORDER BY first_index DESC LIMIT 1
+) h`
+
+// ReadTreeHashes returns the stored hashes at indexes (tlog's
+// StoredHashIndex order), in one query. A hash that is not stored is an
+// error wrapping [fossil.ErrNotFound].
+func (s *Store) ReadTreeHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
+	return readTreeHashes(ctx, s.pool, indexes)
+}
+
+func readTreeHashes(ctx context.Context, db DBTX, indexes []int64) ([]tlog.Hash, error) {
+	if len(indexes) == 0 {
+		return nil, nil
+	}
+	rows, err := db.Query(ctx, readHashesSQL, indexes)
+	if err != nil {
+		return nil, interpretError(fmt.Errorf("read tree hashes: %w", err))
+	}
+	defer rows.Close()
+	found := make(map[int64]tlog.Hash, len(indexes))
+	for rows.Next() {
+		var (
+			i int64
+			b []byte
+		)
+		if err := rows.Scan(&i, &b); err != nil {
+			return nil, interpretError(fmt.Errorf("read tree hashes: %w", err))
+		}
+		if len(b) == tlog.HashSize {
+			var h tlog.Hash
+			copy(h[:], b)
+			found[i] = h
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, interpretError(fmt.Errorf("read tree hashes: %w", err))
+	}
+	out := make([]tlog.Hash, len(indexes))
+	for k, i := range indexes {
+		h, ok := found[i]
+		if !ok {
+			return nil, fmt.Errorf("%w: stored tree hash %d", fossil.ErrNotFound, i)
+		}
+		out[k] = h
+	}
+	return out, nil
+}
+
+// HashReader returns a tlog.HashReader over the stored hashes.
+func (s *Store) HashReader(ctx context.Context) tlog.HashReader {
+	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		return s.ReadTreeHashes(ctx, indexes)
+	})
+}
+
+// Leaf is an event as the tree commits to it: the event, its salt (nil for
+// an event the tree builder has not reached) and the hash the tree holds
+// for it.
+type Leaf struct {
+	Event *fossil.Event
+	Salt  []byte
+	Hash  tlog.Hash
+}
+
+const leavesSQL = `SELECT ` + eventColumns + `, salt FROM fossil_events WHERE number > $1 AND number <= $2 ORDER BY number`
+
+// Leaves returns the events numbered after `after`, up to limit of them
+// and never beyond the tree's size `size`, with their salts and the leaf
+// hashes the tree holds. A number missing from the log is simply absent
+// from the result (verifiers notice the hole).
+func (s *Store) Leaves(ctx context.Context, after, size int64, limit int) ([]Leaf, error) {
+	hi := min(after+int64(limit), size)
+	if hi <= after {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, leavesSQL, after, hi)
+	if err != nil {
+		return nil, interpretError(fmt.Errorf("read leaves: %w", err))
+	}
+	var out []Leaf
+	for rows.Next() {
+		var salt []byte
+		e, err := scanEvent(scanWith(rows, &salt))
+		if err != nil {
+			rows.Close()
+			return nil, interpretError(fmt.Errorf("read leaves: %w", err))
+		}
+		out = append(out, Leaf{Event: e, Salt: salt})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, interpretError(fmt.Errorf("read leaves: %w", err))
+	}
+	indexes := make([]int64, 0, hi-after)
+	for n := after; n < hi; n++ {
+		indexes = append(indexes, tlog.StoredHashIndex(0, n))
+	}
+	hashes, err := s.ReadTreeHashes(ctx, indexes)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if n := out[i].Event.Number; n > after && n <= hi {
+			out[i].Hash = hashes[n-after-1]
+		}
+	}
+	return out, nil
+}
+
+// scanWith scans a row's event columns followed by extra destinations.
+type extraScanner struct {
+	pgx.Row
+	extra []any
+}
+
+func scanWith(row pgx.Row, extra ...any) pgx.Row { return extraScanner{row, extra} }
+
+func (r extraScanner) Scan(dest ...any) error { return r.Row.Scan(append(dest, r.extra...)...) }
+
+// Replacement is one record of the replacement chain.
+type Replacement struct {
+	Index      int64
+	Number     int64
+	LeafHash   tlog.Hash
+	Chain      tlog.Hash
+	ReplacedAt time.Time
+}
+
+const replacementsSQL = `SELECT index, number, leaf_hash, chain, replaced_at FROM fossil_replacements WHERE index > $1 ORDER BY index LIMIT $2`
+
+// Replacements returns the replacement records after index `after`.
+func (s *Store) Replacements(ctx context.Context, after int64, limit int) ([]Replacement, error) {
+	rows, err := s.pool.Query(ctx, replacementsSQL, after, limit)
+	if err != nil {
+		return nil, interpretError(fmt.Errorf("read replacements: %w", err))
+	}
+	defer rows.Close()
+	var out []Replacement
+	for rows.Next() {
+		var (
+			r           Replacement
+			leaf, chain []byte
+		)
+		if err := rows.Scan(&r.Index, &r.Number, &leaf, &chain, &r.ReplacedAt); err != nil {
+			return nil, interpretError(fmt.Errorf("read replacements: %w", err))
+		}
+		copy(r.LeafHash[:], leaf)
+		copy(r.Chain[:], chain)
+		r.ReplacedAt = r.ReplacedAt.UTC()
+		out = append(out, r)
+	}
+	return out, interpretError(rows.Err())
+}
+
+const (
+	signingKeySQL       = `SELECT skey FROM fossil_signing_key`
+	insertSigningKeySQL = `INSERT INTO fossil_signing_key (skey) VALUES ($1) ON CONFLICT DO NOTHING`
+)
+
+// SigningKey returns the checkpoint signing key kept in the database,
+// creating it with generate on first use (when several processes start
+// at once, one key wins and all use it). created reports that this call
+// stored it.
+func (s *Store) SigningKey(ctx context.Context, generate func() (string, error)) (skey string, created bool, err error) {
+	err = s.pool.QueryRow(ctx, signingKeySQL).Scan(&skey)
+	if err == nil {
+		return skey, false, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return "", false, interpretError(fmt.Errorf("read signing key: %w", err))
+	}
+	fresh, err := generate()
+	if err != nil {
+		return "", false, err
+	}
+	tag, err := s.pool.Exec(ctx, insertSigningKeySQL, fresh)
+	if err != nil {
+		return "", false, interpretError(fmt.Errorf("store signing key: %w", err))
+	}
+	if err := s.pool.QueryRow(ctx, signingKeySQL).Scan(&skey); err != nil {
+		return "", false, interpretError(fmt.Errorf("read signing key: %w", err))
+	}
+	return skey, tag.RowsAffected() == 1, nil
+}
+
+const (
+	lockTreeSQL      = `SELECT last_number, tree_size, tree_edge FROM fossil_head FOR UPDATE`
+	builderEventsSQL = `SELECT ` + eventColumns + `, salt FROM fossil_events WHERE number > $1 AND number <= $2 ORDER BY number`
+	setSaltsSQL      = `UPDATE fossil_events e SET salt = s.salt FROM unnest($1::bigint[], $2::bytea[]) AS s(number, salt) WHERE e.number = s.number`
+	advanceTreeSQL   = `
+WITH t AS (INSERT INTO fossil_tree_hashes (first_index, hashes) VALUES ($3, $4))
+UPDATE fossil_head SET tree_size = $1, tree_edge = $2`
+)
+
+// BuildTree hashes up to max events that the tree does not hold yet (a
+// log written before the tree existed), giving those without one a salt.
+// It holds the head lock for the step, so appenders wait for it and then
+// continue the tree themselves once it is complete. It returns the tree
+// size and the head after the step.
+func (s *Store) BuildTree(ctx context.Context, max int) (size, head int64, err error) {
+	err = WithTx(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) error {
+		var edgeBytes []byte
+		if err := tx.QueryRow(ctx, lockTreeSQL).Scan(&head, &size, &edgeBytes); err != nil {
+			return fmt.Errorf("lock head: %w", err)
+		}
+		if size >= head {
+			return nil
+		}
+		edge, err := fossil.ParseTreeEdge(size, edgeBytes)
+		if err != nil {
+			return err
+		}
+		hi := min(size+int64(max), head)
+		rows, err := tx.Query(ctx, builderEventsSQL, size, hi)
+		if err != nil {
+			return fmt.Errorf("read events: %w", err)
+		}
+		var (
+			events      []*fossil.Event
+			saltNumbers []int64
+			newSalts    [][]byte
+		)
+		for rows.Next() {
+			var salt []byte
+			e, err := scanEvent(scanWith(rows, &salt))
+			if err != nil {
+				rows.Close()
+				return fmt.Errorf("read events: %w", err)
+			}
+			if salt == nil {
+				salt = fossil.NewSalt()
+				saltNumbers, newSalts = append(saltNumbers, e.Number), append(newSalts, salt)
+			}
+			e.Salt = salt
+			events = append(events, e)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read events: %w", err)
+		}
+		first := tlog.StoredHashIndex(0, size)
+		var run []byte
+		for _, e := range events {
+			if e.Number != edge.Size+1 {
+				return fmt.Errorf("build tree: event %d is missing from the log", edge.Size+1)
+			}
+			tail, err := fossil.LeafTail(e.Doc, strings.Join(e.ExpectAck, ","), e.Salt)
+			if err != nil {
+				return fmt.Errorf("build tree: event %d: %w", e.Number, err)
+			}
+			hashes, err := edge.Add(fossil.LeafHash(e.Number, e.Stream, e.Sequence, tail))
+			if err != nil {
+				return err
+			}
+			for _, h := range hashes {
+				run = append(run, h[:]...)
+			}
+		}
+		if edge.Size != hi {
+			return fmt.Errorf("build tree: event %d is missing from the log", edge.Size+1)
+		}
+		if len(saltNumbers) > 0 {
+			if _, err := tx.Exec(ctx, setSaltsSQL, saltNumbers, newSalts); err != nil {
+				return fmt.Errorf("store salts: %w", err)
+			}
+		}
+		if _, err := tx.Exec(ctx, advanceTreeSQL, hi, edge.Bytes(), first, run); err != nil {
+			return fmt.Errorf("store tree hashes: %w", err)
+		}
+		size = hi
+		return nil
+	})
+	return size, head, interpretError(err)
+}
