@@ -66,6 +66,8 @@ Usage:
   fossil migrate [flags]   apply pending database migrations and exit
   fossil bench [flags]     load-test a Fossil server (loopback only unless --allow-remote)
   fossil healthcheck [--url URL]  exit 0 if the server's /healthz answers 200
+  fossil keygen --output FILE   write a new checkpoint signing key, print its verifier key
+  fossil verify [flags]    verify the log against its signed checkpoint (--url or --database-url)
   fossil version           print the version
 
 Run "fossil server -h" for the server's flags. Without DATABASE_URL the
@@ -98,6 +100,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env envLo
 		err = runMigrate(ctx, args[1:], stdout, stderr, env)
 	case "healthcheck":
 		err = runHealthcheck(ctx, args[1:], stderr, env)
+	case "keygen":
+		err = runKeygen(args[1:], stdout, stderr, env)
+	case "verify":
+		err = runVerify(ctx, args[1:], stdout, stderr, env)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "fossil", Version())
 	case "help", "-h", "--help":
@@ -113,6 +119,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env envLo
 		return 0
 	case errors.Is(err, errUsage):
 		return 2 // the flag package has printed the error and the usage
+	case errors.Is(err, errVerifyFailed):
+		return 1
 	case errors.Is(err, ErrInvalidConfig):
 		fmt.Fprintln(stderr, "fossil:", err)
 		return 2
