@@ -56,8 +56,8 @@ func (s *Server) newProofs(ctx context.Context) (*proof.Handler, error) {
 }
 
 // treeBuildStep is how many events one step of the tree builder hashes
-// while holding the head lock (appenders wait for it).
-const treeBuildStep = 1000
+// while holding the head lock (appenders wait for it: a few milliseconds).
+const treeBuildStep = 256
 
 // startTreeBuilder gives a log written before the Merkle tree existed its
 // tree, in the background and in steps of bounded size; proofs answer 503

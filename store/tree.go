@@ -301,6 +301,9 @@ func (s *Store) BuildTree(ctx context.Context, max int) (size, head int64, err e
 		first := tlog.StoredHashIndex(0, size)
 		var run []byte
 		for _, e := range events {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			if e.Number != edge.Size+1 {
 				return fmt.Errorf("build tree: event %d is missing from the log", edge.Size+1)
 			}
