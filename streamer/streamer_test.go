@@ -120,3 +120,30 @@ func TestSSEKeepalive(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestSSESelectiveHistory: a catch-up by a template without a literal
+// prefix, and by several templates, returns exactly the matching events of
+// the history in number order (read from the matching streams, not the
+// log), then a live event of a stream created afterwards.
+func TestSSESelectiveHistory(t *testing.T) {
+	t.Parallel()
+	srv := testserver.Start(t)
+	posts := []string{"a/needle", "other/1", "b/needle", "a/needle", "x/hay", "small/one", "b/needle"}
+	for i, s := range posts {
+		srv.MustPost(t, s, testserver.Event{ID: fmt.Sprintf("p%d", i+1)})
+	}
+	sse := srv.OpenSSE(t, "/sse?stream={cat}/needle&stream=small/one")
+	want := []int64{1, 3, 4, 6, 7}
+	frames := sse.Next(t, len(want), 5*time.Second)
+	for i, f := range frames {
+		if f.Number() != want[i] {
+			t.Fatalf("frame %d is event %d, want %d (%s)", i, f.Number(), want[i], f.Data)
+		}
+	}
+	srv.MustPost(t, "c/needle", testserver.Event{ID: "live"})
+	live := sse.Next(t, 1, 5*time.Second)
+	if live[0].Number() != 8 || live[0].Event["fossilstream"] != "c/needle" {
+		t.Fatalf("live frame: %s", live[0].Data)
+	}
+	sse.Quiet(t, 300*time.Millisecond)
+}
