@@ -83,11 +83,19 @@ func (h *Handler) Register(r *mux.Router) {
 
 // handleCollect serves POST /collect.
 func (h *Handler) handleCollect(w http.ResponseWriter, r *http.Request) (err error) {
+	committed := false // once the events are stored, the append succeeded whatever follows
 	if h.cfg.ObserveFunc != nil {
 		start := time.Now()
 		defer func() {
-			h.cfg.ObserveFunc(AppendResult(err, w.Header().Get(fossil.HeaderDuplicate) == "true"), time.Since(start))
+			result := err
+			if committed {
+				result = nil
+			}
+			h.cfg.ObserveFunc(AppendResult(result, w.Header().Get(fossil.HeaderDuplicate) == "true"), time.Since(start))
 		}()
+	}
+	if err := fossil.CheckQuery(r.URL.Query()); err != nil {
+		return err
 	}
 	req, err := h.parseHeaders(r)
 	if err != nil {
@@ -128,6 +136,7 @@ func (h *Handler) handleCollect(w http.ResponseWriter, r *http.Request) (err err
 		}
 		return err
 	}
+	committed = true
 	last := res.Events[len(res.Events)-1]
 	hd := w.Header()
 	hd.Set(fossil.HeaderEventNumber, strconv.FormatInt(last.Number, 10))
@@ -219,21 +228,18 @@ func (h *Handler) parseHeaders(r *http.Request) (*store.AppendRequest, error) {
 // other client error), "unavailable" (503: the database is down or too slow,
 // or the server is shutting down) or "error".
 func AppendResult(err error, duplicate bool) string {
-	var tooBig *http.MaxBytesError
+	status := problem.Status(err)
 	switch {
 	case err == nil && duplicate:
 		return "duplicate"
 	case err == nil:
 		return "ok"
-	case errors.Is(err, fossil.ErrSequenceConflict), errors.Is(err, fossil.ErrConflict):
+	case status == http.StatusConflict:
 		return "conflict"
-	case errors.Is(err, fossil.ErrInvalid), errors.Is(err, fossil.ErrUnsupportedMediaType),
-		errors.Is(err, fossil.ErrSchemaViolation), errors.Is(err, fossil.ErrNotFound),
-		errors.Is(err, fossil.ErrUnauthenticated), errors.Is(err, fossil.ErrForbidden),
-		errors.As(err, &tooBig):
-		return "invalid"
-	case errors.Is(err, fossil.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+	case status == http.StatusServiceUnavailable:
 		return "unavailable"
+	case status < http.StatusInternalServerError:
+		return "invalid"
 	default:
 		return "error"
 	}

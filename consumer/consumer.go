@@ -97,6 +97,9 @@ func consumerName(r *http.Request) (string, error) {
 
 // handleList serves GET /consumers.
 func (h *Handler) handleList(w http.ResponseWriter, r *http.Request) error {
+	if err := fossil.CheckQuery(r.URL.Query()); err != nil {
+		return err
+	}
 	all, err := h.cfg.Store.ListConsumers(r.Context())
 	if err != nil {
 		return err
@@ -113,6 +116,9 @@ func (h *Handler) handleList(w http.ResponseWriter, r *http.Request) error {
 
 // handleGet serves GET /consumer/{name}.
 func (h *Handler) handleGet(w http.ResponseWriter, r *http.Request) error {
+	if err := fossil.CheckQuery(r.URL.Query()); err != nil {
+		return err
+	}
 	name, err := consumerName(r)
 	if err != nil {
 		return err
@@ -127,6 +133,9 @@ func (h *Handler) handleGet(w http.ResponseWriter, r *http.Request) error {
 
 // handleCommit serves PUT /consumer/{name}/commit.
 func (h *Handler) handleCommit(w http.ResponseWriter, r *http.Request) error {
+	if err := fossil.CheckQuery(r.URL.Query()); err != nil {
+		return err
+	}
 	name, err := consumerName(r)
 	if err != nil {
 		return err
@@ -144,7 +153,10 @@ func (h *Handler) handleCommit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rewind := strings.EqualFold(strings.TrimSpace(r.Header.Get(fossil.HeaderRewind)), "true")
+	rewind, err := parseRewind(r.Header)
+	if err != nil {
+		return err
+	}
 	if err := h.cfg.Store.CommitOffset(r.Context(), name, offset, rewind); err != nil {
 		var inv *fossil.InvalidError
 		if errors.As(err, &inv) {
@@ -157,6 +169,22 @@ func (h *Handler) handleCommit(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// parseRewind reads Fossil-Rewind: absent or "false" is false, "true" is
+// true (either in any case); anything else is a 400.
+func parseRewind(hd http.Header) (bool, error) {
+	v, ok := hd[http.CanonicalHeaderKey(fossil.HeaderRewind)]
+	if !ok || len(v) == 0 {
+		return false, nil
+	}
+	switch strings.ToLower(strings.TrimSpace(v[0])) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, fossil.Invalid("header."+fossil.HeaderRewind, "must be true or false, got %q", v[0])
+}
+
 // handleSSE serves GET /consumer/{name}/sse?stream=…: an exclusive stream
 // starting after the committed offset.
 func (h *Handler) handleSSE(w http.ResponseWriter, r *http.Request) error {
@@ -164,20 +192,11 @@ func (h *Handler) handleSSE(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	raws := r.URL.Query()["stream"]
-	if len(raws) == 0 {
-		return fossil.Invalid("query.stream", "at least one stream template is required, e.g. ?stream=orders/{id}")
-	}
-	templates, err := fossil.ParseTemplates("query.stream", raws)
+	params, err := feed.ParseRequest(r)
 	if err != nil {
 		return err
 	}
-	var after int64
-	if v := r.Header.Get(fossil.HeaderLastEventID); v != "" {
-		if after, err = fossil.ParseEventNumber("header."+fossil.HeaderLastEventID, strings.TrimSpace(v)); err != nil {
-			return err
-		}
-	}
+	after := params.After
 	holder := newHolder()
 	ttl := h.cfg.LeaseTTL
 	if err := h.cfg.Store.AcquireLease(r.Context(), name, holder, ttl); err != nil {
@@ -211,7 +230,8 @@ func (h *Handler) handleSSE(w http.ResponseWriter, r *http.Request) error {
 		cancel()
 		<-renewed
 	}()
-	p := feed.Params{Templates: templates, Allow: auth.ReadFilter(r.Context()), After: after}
+	p := params
+	p.After, p.Allow = after, auth.ReadFilter(r.Context())
 	if exp, ok := auth.ExpiresAt(r.Context()); ok {
 		p.Expires = exp
 	}
@@ -262,6 +282,9 @@ type ackRequest struct {
 
 // handleAck serves POST /events/{id}/ack.
 func (h *Handler) handleAck(w http.ResponseWriter, r *http.Request) error {
+	if err := fossil.CheckQuery(r.URL.Query()); err != nil {
+		return err
+	}
 	id, err := url.PathUnescape(mux.Vars(r)["id"])
 	if err != nil || id == "" {
 		return fossil.Invalid("path.id", "event id is missing or not properly escaped")

@@ -44,6 +44,8 @@ func TestCommit(t *testing.T) {
 		{"BeyondNewestWithRewind", []string{"Last-Event-Id", "6", "Fossil-Rewind", "true"}, http.StatusBadRequest, 4, ""},
 		{"Backwards", []string{"Last-Event-Id", "2"}, http.StatusConflict, 4, "below the committed offset 4"},
 		{"BackwardsRewindFalse", []string{"Last-Event-Id", "2", "Fossil-Rewind", "false"}, http.StatusConflict, 4, ""},
+		{"RewindJunk", []string{"Last-Event-Id", "2", "Fossil-Rewind", "yes"}, http.StatusBadRequest, 4, `header.Fossil-Rewind: must be true or false, got "yes"`},
+		{"RewindEmpty", []string{"Last-Event-Id", "2", "Fossil-Rewind", ""}, http.StatusBadRequest, 4, "must be true or false"},
 		{"BackwardsRewind", []string{"Last-Event-Id", "2", "Fossil-Rewind", "true"}, http.StatusNoContent, 2, ""},
 		{"ToNewest", []string{"Last-Fossil-Event-Number", "5"}, http.StatusNoContent, 5, ""},
 	}
@@ -91,6 +93,45 @@ func TestCommit(t *testing.T) {
 	all := listStatus(t, srv.URL)
 	if len(all) != 2 || all[0].Name != "c" || all[1].Name != "d" || all[0].Offset != 5 || all[1].Lag != 5 {
 		t.Fatalf("GET /consumers = %+v", all)
+	}
+}
+
+// TestUnknownQueryParameters: the consumer endpoints reject parameters
+// they do not take, naming them.
+func TestUnknownQueryParameters(t *testing.T) {
+	t.Parallel()
+	srv := testserver.Start(t)
+	srv.MustPost(t, "s", testserver.Event{ID: "e1"})
+	for _, tt := range []struct{ method, url, param string }{
+		{http.MethodPut, consumerURL(srv.URL, "c", "/commit") + "?force=1", "force"},
+		{http.MethodGet, consumerURL(srv.URL, "c", "") + "?verbose=1", "verbose"},
+		{http.MethodGet, srv.URL + "/consumers?limit=1", "limit"},
+		{http.MethodPost, srv.URL + "/events/e1/ack?consumer=c", "consumer"},
+	} {
+		p := requireProblem(t, do(t, tt.method, tt.url, `{"consumer_name":"c"}`, "Last-Event-Id", "1"), http.StatusBadRequest)
+		if !strings.Contains(p.Detail, `unknown query parameter "`+tt.param+`"`) {
+			t.Errorf("%s %s: detail %q", tt.method, tt.url, p.Detail)
+		}
+	}
+}
+
+// TestConnectedBeforeFirstCommit: a consumer that is streaming but has not
+// committed yet is known, connected, at offset 0.
+func TestConnectedBeforeFirstCommit(t *testing.T) {
+	t.Parallel()
+	srv := testserver.Start(t)
+	srv.MustPost(t, "s", testserver.Event{ID: "e1"})
+	s := mustOpenStream(t, srv.URL, "/consumer/fresh/sse?stream=s")
+	defer s.kill()
+	if f := s.next(t, 5*time.Second); f.number != 1 {
+		t.Fatalf("first frame %d", f.number)
+	}
+	st := getStatus(t, srv.URL, "fresh")
+	if !st.Connected || st.Offset != 0 || st.Lag != 1 || st.CommittedAt != nil {
+		t.Fatalf("status = %+v, want connected at offset 0, lag 1, never committed", st)
+	}
+	if all := listStatus(t, srv.URL); len(all) != 1 || all[0].Name != "fresh" || !all[0].Connected {
+		t.Fatalf("consumers = %+v", all)
 	}
 }
 
@@ -174,6 +215,9 @@ func TestSSERejectsBadInput(t *testing.T) {
 		{"NoStream", "/consumer/c/sse", nil, http.StatusBadRequest, "stream"},
 		{"BadTemplate", "/consumer/c/sse?stream=%7Bunclosed", nil, http.StatusBadRequest, "template"},
 		{"BadLastEventID", "/consumer/c/sse?stream=a", []string{"Last-Event-Id", "x"}, http.StatusBadRequest, "Last-Event-Id"},
+		{"EmptyLastEventID", "/consumer/c/sse?stream=a", []string{"Last-Event-Id", ""}, http.StatusBadRequest, "non-negative integer"},
+		{"TooManyTemplates", "/consumer/c/sse?" + strings.Repeat("stream=a&", 65), nil, http.StatusBadRequest, "at most 64 stream templates"},
+		{"UnknownParameter", "/consumer/c/sse?stream=a&type=x", nil, http.StatusBadRequest, `unknown query parameter "type"`},
 		{"SlashInName", "/consumer/a%2Fb/sse?stream=a", nil, http.StatusBadRequest, "/"},
 	}
 	for _, tt := range tests {

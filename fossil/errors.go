@@ -3,6 +3,8 @@ package fossil
 import (
 	"errors"
 	"fmt"
+	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -98,3 +100,27 @@ func (e *SchemaViolationError) Error() string {
 }
 
 func (e *SchemaViolationError) Unwrap() error { return ErrSchemaViolation }
+
+// QueryAccessToken is the query parameter that carries a bearer token for
+// clients that cannot set headers (EventSource); every endpoint accepts it.
+const QueryAccessToken = "access_token"
+
+// CheckQuery returns an [InvalidError] naming the first query parameter
+// that is neither in allowed nor access_token, so that a misspelt or
+// unsupported parameter is an error instead of being silently ignored.
+func CheckQuery(q url.Values, allowed ...string) error {
+	names := make([]string, 0, len(q))
+	for name := range q {
+		if name != QueryAccessToken && !slices.Contains(allowed, name) {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	slices.Sort(names)
+	if len(allowed) == 0 {
+		return Invalid("query."+names[0], "unknown query parameter %q: this endpoint takes none", names[0])
+	}
+	return Invalid("query."+names[0], "unknown query parameter %q: this endpoint takes %s", names[0], strings.Join(allowed, ", "))
+}

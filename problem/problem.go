@@ -68,6 +68,25 @@ var table = []entry{
 // TypeURI returns the problem type URI for a slug such as "sequence-conflict".
 func TypeURI(slug string) string { return "urn:fossil:problem:" + slug }
 
+// Status returns the HTTP status [FromError] gives err (200 for nil), for
+// callers that classify errors without answering, such as metrics: one
+// table decides both.
+func Status(err error) int {
+	if err == nil {
+		return http.StatusOK
+	}
+	var maxBytes *http.MaxBytesError
+	if errors.As(err, &maxBytes) {
+		return http.StatusRequestEntityTooLarge
+	}
+	for _, e := range table {
+		if errors.Is(err, e.err) {
+			return e.status
+		}
+	}
+	return http.StatusInternalServerError
+}
+
 // FromError builds the problem document for err. Unknown errors become a 500
 // whose detail says nothing of the cause.
 func FromError(err error) Problem {

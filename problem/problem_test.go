@@ -122,3 +122,23 @@ func TestHandlerSilentWhenClientGone(t *testing.T) {
 		t.Fatalf("wrote %q", rec.Body)
 	}
 }
+
+// TestStatusAgreesWithFromError: Status is the status FromError answers.
+func TestStatusAgreesWithFromError(t *testing.T) {
+	t.Parallel()
+	for _, err := range []error{
+		fossil.Invalid("header.x", "bad"),
+		fmt.Errorf("wrapped: %w", fossil.ErrNotFound),
+		&fossil.SequenceConflictError{Stream: "s", Expected: 2, Current: 1},
+		fossil.ErrConflict, fossil.ErrUnsupportedMediaType, fossil.ErrSchemaViolation,
+		fossil.ErrUnauthenticated, fossil.ErrForbidden, fossil.ErrUnavailable,
+		context.DeadlineExceeded, &http.MaxBytesError{Limit: 10}, errors.New("boom"),
+	} {
+		if got, want := problem.Status(err), problem.FromError(err).Status; got != want {
+			t.Errorf("Status(%v) = %d, FromError says %d", err, got, want)
+		}
+	}
+	if got := problem.Status(nil); got != http.StatusOK {
+		t.Errorf("Status(nil) = %d", got)
+	}
+}

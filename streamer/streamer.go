@@ -1,12 +1,10 @@
 package streamer
 
 import (
-	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 
 	"github.com/gorilla/mux"
 
@@ -49,51 +47,15 @@ func (h *Handler) Register(r *mux.Router) {
 // handleSSE serves GET /sse?stream=<template>…: every stored event after the
 // Last-Event-Id cursor whose stream matches a template, then live events.
 func (h *Handler) handleSSE(w http.ResponseWriter, r *http.Request) error {
-	templates, err := ParseStreamParams(r.URL.Query())
+	p, err := feed.ParseRequest(r)
 	if err != nil {
 		return err
 	}
-	after, err := ParseLastEventID(r.Header)
-	if err != nil {
-		return err
-	}
-	p := feed.Params{Templates: templates, Allow: auth.ReadFilter(r.Context()), After: after}
+	p.Allow = auth.ReadFilter(r.Context())
 	if exp, ok := auth.ExpiresAt(r.Context()); ok {
 		p.Expires = exp
 	}
 	return h.hub.Serve(r.Context(), w, p)
-}
-
-// ParseStreamParams compiles the stream query parameters (at least one).
-func ParseStreamParams(q url.Values) (fossil.Templates, error) {
-	raws := q["stream"]
-	if len(raws) == 0 {
-		return nil, fossil.Invalid("query.stream", "at least one stream template is required, e.g. ?stream=orders%%2F%%7Bid%%7D (orders/{id}) or ?stream=%%7B%%2Ball%%7D ({+all}), URL-encoded")
-	}
-	if len(raws) > 64 {
-		return nil, fossil.Invalid("query.stream", "at most 64 stream templates are allowed")
-	}
-	ts, err := fossil.ParseTemplates("query.stream", raws)
-	var inv *fossil.InvalidError
-	if err != nil && errors.As(err, &inv) {
-		for _, raw := range raws {
-			if strings.Contains(raw, "{ ") {
-				// The classic mistake: ?stream={+all} unencoded, where the
-				// '+' arrives as a space.
-				return nil, fossil.Invalid(inv.Location, "%s; a '+' in a query string means a space, send it as %%2B (e.g. ?stream=%%7B%%2Ball%%7D for {+all})", inv.Message)
-			}
-		}
-	}
-	return ts, err
-}
-
-// ParseLastEventID reads the Last-Event-Id cursor; absent means 0.
-func ParseLastEventID(hd http.Header) (int64, error) {
-	v, ok := hd[http.CanonicalHeaderKey(fossil.HeaderLastEventID)]
-	if !ok || len(v) == 0 {
-		return 0, nil
-	}
-	return fossil.ParseEventNumber("header."+fossil.HeaderLastEventID, strings.TrimSpace(v[0]))
 }
 
 // parseLimit reads ?limit=, default 100, at most 1000.
@@ -125,6 +87,9 @@ func (h *Handler) handleStreamEvents(w http.ResponseWriter, r *http.Request) err
 		return err
 	}
 	q := r.URL.Query()
+	if err := fossil.CheckQuery(q, "from", "limit"); err != nil {
+		return err
+	}
 	limit, err := parseLimit(q)
 	if err != nil {
 		return err
@@ -150,6 +115,9 @@ func (h *Handler) handleStreamEvents(w http.ResponseWriter, r *http.Request) err
 // handleEvents serves GET /events?after=&limit=: the global log.
 func (h *Handler) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
+	if err := fossil.CheckQuery(q, "after", "limit"); err != nil {
+		return err
+	}
 	limit, err := parseLimit(q)
 	if err != nil {
 		return err
@@ -174,6 +142,9 @@ func (h *Handler) handleEvents(w http.ResponseWriter, r *http.Request) error {
 
 // handleEvent serves GET /events/{number}: one event in structured mode.
 func (h *Handler) handleEvent(w http.ResponseWriter, r *http.Request) error {
+	if err := fossil.CheckQuery(r.URL.Query()); err != nil {
+		return err
+	}
 	n, err := fossil.ParseEventNumber("path.number", mux.Vars(r)["number"])
 	if err != nil {
 		return err

@@ -84,12 +84,23 @@ func TestSSERejectsBadInput(t *testing.T) {
 		{"InvalidTemplate", "/sse?stream=%7Bunclosed", "", "invalid stream template"},
 		{"NegativeCursor", "/sse?stream=a", "-1", "non-negative integer"},
 		{"TextCursor", "/sse?stream=a", "abc", "non-negative integer"},
+		{"EmptyCursor", "/sse?stream=a", "<empty>", "non-negative integer"},
+		{"TooManyTemplates", "/sse?" + strings.Repeat("stream=a&", 65), "", "at most 64 stream templates"},
+		{"UnknownParameter", "/sse?stream=a&type=x", "", `unknown query parameter \"type\"`},
+		{"MisspeltParameter", "/sse?streams=a", "", `unknown query parameter \"streams\"`},
+		{"EventsUnknownParameter", "/events?from=1", "", `unknown query parameter \"from\"`},
+		{"StreamEventsUnknownParameter", "/streams/a/events?after=1", "", `unknown query parameter \"after\"`},
+		{"EventUnknownParameter", "/events/1?pretty=1", "", `unknown query parameter \"pretty\"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			req, _ := http.NewRequest(http.MethodGet, srv.URL+tt.path, nil)
-			if tt.lastEventID != "" {
+			switch tt.lastEventID {
+			case "":
+			case "<empty>":
+				req.Header.Set("Last-Event-Id", "")
+			default:
 				req.Header.Set("Last-Event-Id", tt.lastEventID)
 			}
 			resp, err := http.DefaultClient.Do(req)
@@ -105,6 +116,24 @@ func TestSSERejectsBadInput(t *testing.T) {
 				t.Fatalf("body %s lacks %q", body, tt.wantDetail)
 			}
 		})
+	}
+}
+
+// TestSSEAcceptsAccessToken: access_token is the one query parameter every
+// endpoint takes besides its own (authentication reads it).
+func TestSSEAcceptsAccessToken(t *testing.T) {
+	t.Parallel()
+	srv := testserver.Start(t)
+	for _, path := range []string{"/events?after=0&access_token=x", "/streams/a/events?access_token=x"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: status %d: %s", path, resp.StatusCode, body)
+		}
 	}
 }
 
