@@ -78,11 +78,11 @@ func (r *Reader) Read(ctx context.Context, after, through int64, limit int) (eve
 	if r.window < through-after {
 		end = after + r.window
 	}
-	events, err = r.s.readStreams(ctx, r.names, after, end, limit)
+	events, truncated, err := r.s.readStreams(ctx, r.names, after, end, limit)
 	if err != nil {
 		return nil, after, err
 	}
-	if len(events) == limit {
+	if len(events) == limit || truncated {
 		// Full: the page ends at its last event. Aim the next window at
 		// about two pages of matches.
 		scanned = events[len(events)-1].Number
@@ -189,7 +189,14 @@ WHERE (stream COLLATE "C", number) > ($1, $2::bigint)
 ORDER BY stream COLLATE "C", number
 LIMIT $4`
 
-func (s *Store) readStreams(ctx context.Context, names []string, after, end int64, limit int) ([]*fossil.Event, error) {
+// MaxPageBytes bounds the documents of one page a [Reader] returns; the
+// page ends early (at least one event) rather than hold more in memory.
+const MaxPageBytes = 8 << 20
+
+// readStreams reads a page of names in (after, end]; truncated reports a
+// page cut short by [MaxPageBytes], whose events are still the first of
+// the page, in number order.
+func (s *Store) readStreams(ctx context.Context, names []string, after, end int64, limit int) (events []*fossil.Event, truncated bool, err error) {
 	var args []any
 	query := selectivePageSQL
 	if len(names) == 1 {
@@ -199,13 +206,27 @@ func (s *Store) readStreams(ctx context.Context, names []string, after, end int6
 	}
 	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
-		return nil, interpretError(fmt.Errorf("read streams: %w", err))
+		return nil, false, interpretError(fmt.Errorf("read streams: %w", err))
 	}
-	events, err := collectEvents(rows, limit)
-	if err != nil {
-		return nil, interpretError(fmt.Errorf("read streams: %w", err))
+	defer rows.Close()
+	size := 0
+	for rows.Next() {
+		if size >= MaxPageBytes {
+			truncated = true
+			break
+		}
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, false, interpretError(fmt.Errorf("read streams: %w", err))
+		}
+		size += len(e.Doc)
+		events = append(events, e)
 	}
-	return events, nil
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, false, interpretError(fmt.Errorf("read streams: %w", err))
+	}
+	return events, truncated, nil
 }
 
 // prefixColumns qualifies a comma-separated column list.

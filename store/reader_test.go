@@ -293,3 +293,43 @@ func TestReaderLearnsNewStreams(t *testing.T) {
 		t.Fatalf("read of every stream: %d events, err %v; want 5", len(got), err)
 	}
 }
+
+// TestReaderBoundsPageBytes: a page whose documents exceed MaxPageBytes
+// ends early, and the next page continues where it ended.
+func TestReaderBoundsPageBytes(t *testing.T) {
+	t.Parallel()
+	b := setupAppend(t, AppenderConfig{})
+	ctx := context.Background()
+	const n = 12
+	fat := strings.Repeat("x", 1<<20)
+	var last int64
+	for i := range n {
+		res, err := b.appender.Append(ctx, &AppendRequest{Stream: "fat", Events: events(testEvent(fmt.Sprintf("f%d", i), fat))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = res.Events[0].Number
+	}
+	if _, err := b.appender.Append(ctx, &AppendRequest{Stream: "thin", Events: events(testEvent("t", "x"))}); err != nil {
+		t.Fatal(err)
+	}
+	ts, err := fossil.ParseTemplates("test", []string{"fat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := b.store.NewReader(ts.Match)
+	page, scanned, err := r.Read(ctx, 0, last+1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page) == 0 || len(page) >= n || scanned != page[len(page)-1].Number {
+		t.Fatalf("first page: %d events, scanned %d; want fewer than %d, ending at its last event", len(page), scanned, n)
+	}
+	rest, scanned, err := r.Read(ctx, scanned, last+1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page)+len(rest) != n || rest[0].Number != page[len(page)-1].Number+1 || scanned != last+1 {
+		t.Fatalf("second page: %d events from %d, scanned %d; want the other %d, through %d", len(rest), rest[0].Number, scanned, n-len(page), last+1)
+	}
+}
