@@ -75,6 +75,11 @@ func ParseJSON(location string, b []byte) (*Event, error) {
 		}
 		e.Time = t.UTC()
 	}
+	var compact bytes.Buffer
+	compact.Grow(len(e.Doc))
+	if json.Compact(&compact, e.Doc) != nil || !bytes.Equal(compact.Bytes(), e.Doc) {
+		return nil, Invalid(location, "the event document is not compact JSON")
+	}
 	if !bytes.Equal(e.AppendJSON(make([]byte, 0, len(b))), b) {
 		return nil, Invalid(location, "not in the form Fossil serves (attributes after the fossil extensions, or not compact)")
 	}
