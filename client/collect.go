@@ -104,18 +104,49 @@ func (c *Client) Collect(ctx context.Context, stream string, events []event.Even
 			events[i].SetID(uuid.NewString())
 		}
 	}
-	r := &request{method: http.MethodPost, path: "/collect", header: http.Header{}}
-	var err error
+	var (
+		body []byte
+		ct   string
+		err  error
+	)
 	if len(events) == 1 {
-		r.header.Set("Content-Type", "application/cloudevents+json")
-		r.body, err = json.Marshal(&events[0])
+		ct = "application/cloudevents+json"
+		body, err = json.Marshal(&events[0])
 	} else {
-		r.header.Set("Content-Type", "application/cloudevents-batch+json")
-		r.body, err = json.Marshal(events)
+		ct = "application/cloudevents-batch+json"
+		body, err = json.Marshal(events)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("fossil client: collect: encode events: %w", err)
 	}
+	return c.collect(ctx, stream, ct, body, o)
+}
+
+// CollectJSON appends events given as structured-mode CloudEvents JSON
+// documents, sent exactly as given (Collect re-encodes events through the
+// CloudEvents SDK, which normalises URI attributes). Every event needs its
+// id: retries are safe only then. One document is sent in structured
+// mode, several as one atomic batch.
+func (c *Client) CollectJSON(ctx context.Context, stream string, events []json.RawMessage, opts ...CollectOption) (*Result, error) {
+	if len(events) == 0 {
+		return nil, fmt.Errorf("fossil client: collect: no events")
+	}
+	var o collectOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if len(events) == 1 {
+		return c.collect(ctx, stream, "application/cloudevents+json", events[0], o)
+	}
+	body, err := json.Marshal(events)
+	if err != nil {
+		return nil, fmt.Errorf("fossil client: collect: %w", err)
+	}
+	return c.collect(ctx, stream, "application/cloudevents-batch+json", body, o)
+}
+
+func (c *Client) collect(ctx context.Context, stream, contentType string, body []byte, o collectOptions) (*Result, error) {
+	r := &request{method: http.MethodPost, path: "/collect", header: http.Header{"Content-Type": {contentType}}, body: body}
 	r.header.Set(fossil.HeaderStream, stream)
 	if o.expected > 0 {
 		r.header.Set(fossil.HeaderExpectedSequence, strconv.FormatInt(o.expected, 10))
@@ -132,13 +163,13 @@ func (c *Client) Collect(ctx context.Context, stream string, events []event.Even
 	}
 	defer resp.Body.Close()
 	res := &Result{Attempts: attempts, Duplicate: resp.Header.Get(fossil.HeaderDuplicate) == "true"}
-	var body struct {
+	var answer struct {
 		Events []Position `json:"events"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
 		return nil, fmt.Errorf("fossil client: collect: decode answer: %w", err)
 	}
-	res.Events = body.Events
+	res.Events = answer.Events
 	if t := resp.Header.Get(fossil.HeaderTimeout); t != "" {
 		for _, name := range strings.Split(t, ",") {
 			res.TimedOut = append(res.TimedOut, strings.TrimSpace(name))

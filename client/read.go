@@ -205,3 +205,36 @@ func (c *Client) Ack(ctx context.Context, consumer, id, source string) error {
 	}
 	return resp.Body.Close()
 }
+
+// ImportResult is the answer to [Client.Import].
+type ImportResult struct {
+	Events  int64 `json:"events"`  // events restored; the newest has number Events
+	Streams int64 `json:"streams"` // distinct streams
+}
+
+// Import restores a log written by `fossil export` (or [Client.Log]: each
+// event's Raw JSON, one per line) into the server's store, which must be
+// empty. It needs an admin token. The import is one transaction: on any
+// error nothing is stored. It is sent once, never retried.
+func (c *Client) Import(ctx context.Context, ndjson io.Reader) (*ImportResult, error) {
+	req, err := c.newRequest(ctx, &request{method: http.MethodPost, path: "/import", header: http.Header{"Content-Type": {"application/x-ndjson"}}})
+	if err != nil {
+		return nil, err
+	}
+	req.Body = io.NopCloser(ndjson)
+	req.GetBody = nil
+	req.ContentLength = -1
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fossil client: import: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		return nil, readError(resp)
+	}
+	defer resp.Body.Close()
+	var res ImportResult
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+		return nil, fmt.Errorf("fossil client: import: decode answer: %w", err)
+	}
+	return &res, nil
+}

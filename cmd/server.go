@@ -19,6 +19,7 @@ import (
 	"github.com/fossil-events/fossil/consumer"
 	"github.com/fossil-events/fossil/feed"
 	"github.com/fossil-events/fossil/fossil"
+	"github.com/fossil-events/fossil/importer"
 	"github.com/fossil-events/fossil/metrics"
 	"github.com/fossil-events/fossil/migrations"
 	"github.com/fossil-events/fossil/notify"
@@ -301,6 +302,7 @@ func (s *Server) routes() *mux.Router {
 	s.schemas.Register(r)
 	s.subs.Register(r)
 	s.proofs.Register(r)
+	importer.New(importer.Config{Store: s.store, Logger: s.Logger, MaxLine: 4*int(s.Config.MaxBody) + 64<<10}).Register(r)
 	return r
 }
 

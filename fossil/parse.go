@@ -64,6 +64,17 @@ func ParseJSON(location string, b []byte) (*Event, error) {
 	if err := ValidateStream(location+"."+ExtStream, e.Stream); err != nil {
 		return nil, err
 	}
+	if bytes.Contains(e.Doc, []byte(`"`+ReservedPrefix)) {
+		var keys map[string]json.RawMessage
+		if err := json.Unmarshal(e.Doc, &keys); err != nil {
+			return nil, Invalid(location, "event document: %s", jsonMessage(err))
+		}
+		for k := range keys {
+			if strings.HasPrefix(k, ReservedPrefix) {
+				return nil, Invalid(location, "%s: the event document holds a reserved fossil* attribute", k)
+			}
+		}
+	}
 	e.ID, e.Source, e.Type = attrs.ID, attrs.Source, attrs.Type
 	if attrs.Subject != nil {
 		e.Subject = *attrs.Subject

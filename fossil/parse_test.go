@@ -48,6 +48,7 @@ func TestParseJSONRejects(t *testing.T) {
 		`{"specversion":"1.0", "id":"a","source":"/s","type":"t","fossileventnumber":1,"fossilsequenceinstream":1,"fossilstream":"s"}`,
 		`{"specversion":"1.0","id":"a","source":"/s","type":"t","fossileventnumber":1,"fossilstream":"s","fossilsequenceinstream":1}`,
 		`{"specversion":"1.0","id":"a","source":"/s","type":"t","data":{,"fossileventnumber":1,"fossilsequenceinstream":1,"fossilstream":"s"}`,
+		`{"specversion":"1.0","id":"a","source":"/s","type":"t","fossilx":"1","fossileventnumber":1,"fossilsequenceinstream":1,"fossilstream":"s"}`,
 	} {
 		if _, err := fossil.ParseJSON("line 3", []byte(line)); !errors.Is(err, fossil.ErrInvalid) {
 			t.Errorf("ParseJSON(%s) = %v, want ErrInvalid", line, err)

@@ -1,0 +1,359 @@
+package cmd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/fossil-events/fossil/client"
+)
+
+// The client commands talk to a running server through package client.
+// Machine-readable output goes to stdout, one JSON value per line;
+// messages and progress go to stderr. Exit codes: 0 success, 1 a runtime
+// failure (the server refused, the network failed), 2 a usage error.
+
+// stdin is where `fossil collect` and `fossil import` read by default.
+var stdin io.Reader = os.Stdin
+
+// clientCommands maps each client command to its function.
+var clientCommands = map[string]func(ctx context.Context, cc *clientCmd, args []string) error{
+	"collect":   runCollect,
+	"tail":      runTail,
+	"export":    runExport,
+	"import":    runImport,
+	"consumers": runConsumers,
+}
+
+const clientUsage = `Client commands (server at --url or FOSSIL_URL, default %s;
+bearer token --token or FOSSIL_TOKEN):
+  fossil collect --stream S [--batch N] [--expect-sequence N]
+                                     append NDJSON CloudEvents (structured mode) from stdin
+  fossil tail [--after N] [--count N] TEMPLATE…
+                                     print matching events as NDJSON, following live
+  fossil export [--after N] [--output FILE]
+                                     write the whole log as NDJSON, in number order
+  fossil import [--input FILE]       restore an export into an empty store (admin)
+  fossil consumers [NAME…]           print the named consumers as NDJSON
+Exit status: 0 success, 1 failure, 2 usage error.
+`
+
+// clientCmd is one client command's flags and streams.
+type clientCmd struct {
+	name           string
+	fs             *flag.FlagSet
+	url, token     string
+	stdout, stderr io.Writer
+	c              *client.Client
+}
+
+// runClientCommand runs `fossil <name> args…`.
+func runClientCommand(ctx context.Context, name string, args []string, stdout, stderr io.Writer, env envLookup) error {
+	cc := &clientCmd{name: name, stdout: stdout, stderr: stderr}
+	cc.fs = flag.NewFlagSet("fossil "+name, flag.ContinueOnError)
+	cc.fs.SetOutput(stderr)
+	url, _ := env("FOSSIL_URL")
+	if url == "" {
+		url = client.DefaultURL
+	}
+	token, _ := env("FOSSIL_TOKEN")
+	cc.fs.StringVar(&cc.url, "url", url, "Fossil server (env FOSSIL_URL)")
+	cc.fs.StringVar(&cc.token, "token", token, "JWT bearer token (env FOSSIL_TOKEN)")
+	cc.fs.Usage = func() {
+		fmt.Fprintf(stderr, clientUsage, client.DefaultURL)
+		fmt.Fprintf(stderr, "\nFlags of fossil %s:\n", name)
+		cc.fs.PrintDefaults()
+	}
+	return clientCommands[name](ctx, cc, args)
+}
+
+// parse parses the flags and makes the client; it returns a usage error
+// for bad flags, and for positional arguments unless allowed.
+func (cc *clientCmd) parse(args []string, positional bool) error {
+	if err := cc.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError("%s: %s", cc.name, err.Error())
+	}
+	if !positional && cc.fs.NArg() > 0 {
+		return usageError("%s: unexpected arguments: %s", cc.name, strings.Join(cc.fs.Args(), " "))
+	}
+	opts := []client.Option{client.WithUserAgent("fossil-cli/" + Version())}
+	if cc.token != "" {
+		opts = append(opts, client.WithToken(cc.token))
+	}
+	c, err := client.New(cc.url, opts...)
+	if err != nil {
+		return usageError("%s: --url: %s", cc.name, err.Error())
+	}
+	cc.c = c
+	return nil
+}
+
+// progress returns a progress bar on stderr when it is a terminal, else nil.
+func (cc *clientCmd) progress(max int64, description string, bytes bool) *progressbar.ProgressBar {
+	if !isTerminal(cc.stderr) {
+		return nil
+	}
+	if bytes {
+		return progressbar.DefaultBytes(max, description)
+	}
+	return progressbar.NewOptions64(max,
+		progressbar.OptionSetWriter(cc.stderr),
+		progressbar.OptionSetDescription(description),
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("events"),
+		progressbar.OptionThrottle(100_000_000),
+		progressbar.OptionClearOnFinish(),
+	)
+}
+
+// runCollect: fossil collect --stream S — NDJSON structured CloudEvents
+// from stdin, sent in atomic batches; one result line per event.
+func runCollect(ctx context.Context, cc *clientCmd, args []string) error {
+	stream := cc.fs.String("stream", "", "the stream the events go to (required)")
+	batch := cc.fs.Int("batch", 100, "events per request, at most 1000 (each request is atomic)")
+	expect := cc.fs.Int64("expect-sequence", 0, "the first event must get this sequence (the stream holds exactly N-1 events); later batches expect to follow it")
+	input := cc.fs.String("input", "-", "file to read instead of stdin")
+	if err := cc.parse(args, false); err != nil {
+		return err
+	}
+	if *stream == "" {
+		return usageError("collect: --stream is required")
+	}
+	if *batch < 1 || *batch > 1000 {
+		return usageError("collect: --batch must be 1…1000")
+	}
+	in, closeIn, err := openInput(*input)
+	if err != nil {
+		return err
+	}
+	defer closeIn()
+	out := bufio.NewWriter(cc.stdout)
+	defer out.Flush()
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 0, 64<<10), client.MaxFrame)
+	var (
+		pending []json.RawMessage
+		line    int
+		total   int
+		next    = *expect
+	)
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		var opts []client.CollectOption
+		if next > 0 {
+			opts = append(opts, client.ExpectSequence(next))
+		}
+		res, err := cc.c.CollectJSON(ctx, *stream, pending, opts...)
+		if err != nil {
+			return fmt.Errorf("collect: events %d–%d (lines up to %d): %w", total+1, total+len(pending), line, err)
+		}
+		for _, p := range res.Events {
+			b, _ := json.Marshal(struct {
+				client.Position
+				Duplicate bool `json:"duplicate,omitempty"`
+			}{p, res.Duplicate})
+			out.Write(append(b, '\n'))
+		}
+		if next > 0 {
+			next = res.Last().Sequence + 1
+		}
+		total += len(pending)
+		pending = pending[:0]
+		return out.Flush()
+	}
+	for sc.Scan() {
+		line++
+		b := bytes.TrimSpace(sc.Bytes())
+		if len(b) == 0 {
+			continue
+		}
+		if !json.Valid(b) || b[0] != '{' {
+			_ = flush()
+			return fmt.Errorf("collect: line %d: not a JSON object (one structured CloudEvent per line)", line)
+		}
+		pending = append(pending, bytes.Clone(b))
+		if len(pending) == *batch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		_ = flush()
+		return fmt.Errorf("collect: read line %d: %w", line+1, err)
+	}
+	return flush()
+}
+
+// runTail: fossil tail TEMPLATE… — matching events as NDJSON, following
+// live events and resuming after broken connections.
+func runTail(ctx context.Context, cc *clientCmd, args []string) error {
+	after := cc.fs.Int64("after", 0, "start after this event number")
+	count := cc.fs.Int64("count", 0, "stop after this many events (0: follow until interrupted)")
+	if err := cc.parse(args, true); err != nil {
+		return err
+	}
+	templates := cc.fs.Args()
+	if len(templates) == 0 {
+		return usageError("tail: name at least one stream template, such as 'orders/{id}' or '{+all}'")
+	}
+	if *count < 0 || *after < 0 {
+		return usageError("tail: --after and --count must not be negative")
+	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	out := bufio.NewWriter(cc.stdout)
+	defer out.Flush()
+	var n int64
+	err := cc.c.Subscribe(ctx, templates, *after, func(_ context.Context, ev *client.Event) error {
+		out.Write(ev.Raw)
+		out.WriteByte('\n')
+		n++
+		if *count > 0 && n >= *count {
+			stop()
+		}
+		// Flush each event unless more are already waiting behind it.
+		return out.Flush()
+	})
+	if errors.Is(err, context.Canceled) && (*count > 0 && n >= *count || ctx.Err() != nil) {
+		return nil // --count reached, or interrupted: a normal end
+	}
+	return err
+}
+
+// runExport: fossil export — the global log as NDJSON in number order,
+// exactly as the server serves each event.
+func runExport(ctx context.Context, cc *clientCmd, args []string) error {
+	after := cc.fs.Int64("after", 0, "export the events after this number (0: all)")
+	output := cc.fs.String("output", "-", "file to write instead of stdout")
+	if err := cc.parse(args, false); err != nil {
+		return err
+	}
+	var w io.Writer = cc.stdout
+	var f *os.File
+	if *output != "-" {
+		var err error
+		if f, err = os.OpenFile(*output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		defer f.Close()
+		w = f
+	}
+	out := bufio.NewWriterSize(w, 256<<10)
+	bar := cc.progress(-1, "exporting", false)
+	next := *after + 1
+	for ev, err := range cc.c.Log(ctx, *after) {
+		if err != nil {
+			return fmt.Errorf("export: after event %d: %w", next-1, err)
+		}
+		if ev.Number != next {
+			return fmt.Errorf("export: event %d is missing (got %d): does the token grant reading every stream?", next, ev.Number)
+		}
+		next++
+		out.Write(ev.Raw)
+		if err := out.WriteByte('\n'); err != nil {
+			return fmt.Errorf("export: write: %w", err)
+		}
+		if bar != nil {
+			_ = bar.Add(1)
+		}
+	}
+	if bar != nil {
+		_ = bar.Finish()
+	}
+	if err := out.Flush(); err != nil {
+		return fmt.Errorf("export: write: %w", err)
+	}
+	if f != nil {
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+	}
+	fmt.Fprintf(cc.stderr, "exported %d events\n", next-*after-1)
+	return nil
+}
+
+// runImport: fossil import — restore an export into an empty store.
+func runImport(ctx context.Context, cc *clientCmd, args []string) error {
+	input := cc.fs.String("input", "-", "file to read instead of stdin")
+	if err := cc.parse(args, false); err != nil {
+		return err
+	}
+	in, closeIn, err := openInput(*input)
+	if err != nil {
+		return err
+	}
+	defer closeIn()
+	if f, ok := in.(*os.File); ok && *input != "-" {
+		if fi, err := f.Stat(); err == nil {
+			if bar := cc.progress(fi.Size(), "importing", true); bar != nil {
+				r := progressbar.NewReader(in, bar)
+				in = &r
+				defer bar.Finish()
+			}
+		}
+	}
+	res, err := cc.c.Import(ctx, in)
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	b, _ := json.Marshal(res)
+	_, err = fmt.Fprintf(cc.stdout, "%s\n", b)
+	return err
+}
+
+// runConsumers: fossil consumers [NAME…] — consumers as NDJSON.
+func runConsumers(ctx context.Context, cc *clientCmd, args []string) error {
+	if err := cc.parse(args, true); err != nil {
+		return err
+	}
+	var list []client.ConsumerInfo
+	if names := cc.fs.Args(); len(names) > 0 {
+		for _, name := range names {
+			info, err := cc.c.Consumer(ctx, name)
+			if err != nil {
+				return fmt.Errorf("consumers: %s: %w", name, err)
+			}
+			list = append(list, *info)
+		}
+	} else {
+		var err error
+		if list, err = cc.c.Consumers(ctx); err != nil {
+			return fmt.Errorf("consumers: %w", err)
+		}
+	}
+	enc := json.NewEncoder(cc.stdout)
+	for _, info := range list {
+		if err := enc.Encode(info); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openInput opens name, or returns stdin for "-".
+func openInput(name string) (io.Reader, func(), error) {
+	if name == "-" || name == "" {
+		return stdin, func() {}, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { _ = f.Close() }, nil
+}

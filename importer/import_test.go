@@ -1,0 +1,101 @@
+package importer_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fossil-events/fossil/fossil"
+	"github.com/fossil-events/fossil/internal/testserver"
+)
+
+// export renders n events over streams streams as `fossil export` writes
+// them, each with about size bytes of JSON data.
+func export(n, streams, size int) []byte {
+	var b bytes.Buffer
+	seqs := make([]int64, streams)
+	pad := strings.Repeat("x", size)
+	for i := range n {
+		s := i % streams
+		seqs[s]++
+		doc := fmt.Sprintf(`{"specversion":"1.0","id":"e%d","source":"/import","type":"t","time":"2026-01-02T03:04:05Z","datacontenttype":"application/json","data":{"i":%d,"pad":%q}}`, i, i, pad)
+		e := fossil.Event{Number: int64(i + 1), Stream: fmt.Sprintf("import/%d", s), Sequence: seqs[s], Doc: []byte(doc)}
+		b.Write(e.AppendJSON(nil))
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+func postImport(t testing.TB, url string, body []byte, contentType string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url+"/import", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", contentType)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+func TestImportAnswers(t *testing.T) {
+	srv := testserver.Start(t)
+	if code, body := postImport(t, srv.URL, export(3, 2, 10), "text/csv"); code != http.StatusUnsupportedMediaType {
+		t.Fatalf("wrong media type: %d %s", code, body)
+	}
+	code, body := postImport(t, srv.URL, []byte("{}\n"), "application/x-ndjson")
+	var p struct {
+		Status int    `json:"status"`
+		Detail string `json:"detail"`
+	}
+	if err := json.Unmarshal(body, &p); err != nil || code != http.StatusBadRequest || !strings.Contains(p.Detail, "line 1") {
+		t.Fatalf("bad line: %d %s", code, body)
+	}
+	code, body = postImport(t, srv.URL, export(30, 4, 10), "application/x-ndjson; charset=utf-8")
+	if code != http.StatusOK || string(body) != `{"events":30,"streams":4}`+"\n" {
+		t.Fatalf("import: %d %s", code, body)
+	}
+	// Live readers see the imported log.
+	sse := srv.OpenSSE(t, "/sse?stream=import%2F%7Bn%7D", "Last-Event-Id", "28")
+	frames := sse.Next(t, 2, 10*time.Second)
+	if frames[0].Number() != 29 || frames[1].Number() != 30 {
+		t.Fatalf("frames %v", frames)
+	}
+	// And the appender continues after it.
+	if n := srv.MustPost(t, "import/0", testserver.Event{ID: "after"}); n != 31 {
+		t.Fatalf("append after import got number %d, want 31", n)
+	}
+	if code, _ := postImport(t, srv.URL, export(1, 1, 1), "application/x-ndjson"); code != http.StatusConflict {
+		t.Fatalf("import into a non-empty store: %d", code)
+	}
+}
+
+// BenchmarkImport restores 100,000 events of about 200 bytes of data into
+// an empty store through POST /import; it reports events/s.
+func BenchmarkImport(b *testing.B) {
+	const n = 100_000
+	body := export(n, 1000, 200)
+	b.SetBytes(int64(len(body)))
+	var total time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		srv := testserver.Start(b)
+		b.StartTimer()
+		start := time.Now()
+		code, out := postImport(b, srv.URL, body, "application/x-ndjson")
+		total += time.Since(start)
+		if code != http.StatusOK {
+			b.Fatalf("import: %d %s", code, out)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/total.Seconds(), "events/s")
+}
