@@ -69,24 +69,19 @@ func (h *Handler) handleImport(w http.ResponseWriter, r *http.Request) error {
 			return fmt.Errorf("%w: import takes %s, one event per line, not %q", fossil.ErrUnsupportedMediaType, ContentType, ct)
 		}
 	}
-	sc := bufio.NewScanner(r.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), h.maxLine)
-	line := 0
+	// Lines are read and parsed on their own goroutine, ahead of the
+	// COPY that stores them, so parsing and the database work overlap; the
+	// channel bounds how far ahead (and so the memory).
+	parsed := make(chan parsedLine, 1024)
+	done := make(chan struct{})
+	defer close(done)
+	go h.parse(r.Body, parsed, done)
 	next := func() (*fossil.Event, error) {
-		for sc.Scan() {
-			line++
-			if len(sc.Bytes()) == 0 {
-				continue
-			}
-			return fossil.ParseJSON("line "+strconv.Itoa(line), sc.Bytes())
+		p, ok := <-parsed
+		if !ok {
+			return nil, io.EOF
 		}
-		if err := sc.Err(); err != nil {
-			if errors.Is(err, bufio.ErrTooLong) {
-				return nil, fossil.Invalid("line "+strconv.Itoa(line+1), "longer than %d bytes", h.maxLine)
-			}
-			return nil, fmt.Errorf("read import body: %w", err)
-		}
-		return nil, io.EOF
+		return p.event, p.err
 	}
 	res, err := h.store.Import(r.Context(), next)
 	if err != nil {
@@ -95,4 +90,44 @@ func (h *Handler) handleImport(w http.ResponseWriter, r *http.Request) error {
 	h.logger.Info("imported a log", "events", res.Events, "streams", res.Streams)
 	problem.WriteJSON(w, http.StatusOK, res)
 	return nil
+}
+
+type parsedLine struct {
+	event *fossil.Event
+	err   error
+}
+
+// parse sends the events of body to out and closes it at the end, after
+// an error, or when done is closed.
+func (h *Handler) parse(body io.Reader, out chan<- parsedLine, done <-chan struct{}) {
+	defer close(out)
+	send := func(p parsedLine) bool {
+		select {
+		case out <- p:
+			return p.err == nil
+		case <-done:
+			return false
+		}
+	}
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 0, 64<<10), h.maxLine)
+	line := 0
+	for sc.Scan() {
+		line++
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		e, err := fossil.ParseJSON("line "+strconv.Itoa(line), sc.Bytes())
+		if !send(parsedLine{e, err}) {
+			return
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			err = fossil.Invalid("line "+strconv.Itoa(line+1), "longer than %d bytes", h.maxLine)
+		} else {
+			err = fmt.Errorf("read import body: %w", err)
+		}
+		send(parsedLine{err: err})
+	}
 }

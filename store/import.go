@@ -55,6 +55,15 @@ func (s *Store) Import(ctx context.Context, next func() (*fossil.Event, error)) 
 		if head != 0 || rows {
 			return fmt.Errorf("%w: %w (its newest event is number %d): import restores into an empty database only", fossil.ErrConflict, ErrNotEmpty, head)
 		}
+		// An index built once over the whole table is several times
+		// cheaper than the same index updated row by row; the table is
+		// empty and the transaction holds it, so drop the secondary
+		// indexes (whatever migrations defined them) and build them again
+		// after the copy. A duplicate (source, id) fails the rebuild.
+		indexes, err := dropSecondaryIndexes(ctx, tx)
+		if err != nil {
+			return err
+		}
 		src := &importSource{next: next, streams: map[string]int64{}}
 		n, err := tx.CopyFrom(ctx, pgx.Identifier{"fossil_events"},
 			[]string{"number", "stream", "sequence", "id", "source", "type", "subject", "time", "expect_ack", "doc"}, src)
@@ -63,6 +72,11 @@ func (s *Store) Import(ctx context.Context, next func() (*fossil.Event, error)) 
 		}
 		if err != nil {
 			return importError(err)
+		}
+		for _, def := range indexes {
+			if _, err := tx.Exec(ctx, def); err != nil {
+				return importError(err)
+			}
 		}
 		names := make([]string, 0, len(src.streams))
 		seqs := make([]int64, 0, len(src.streams))
@@ -82,6 +96,40 @@ func (s *Store) Import(ctx context.Context, next func() (*fossil.Event, error)) 
 		return nil
 	})
 	return res, interpretError(err)
+}
+
+const secondaryIndexesSQL = `
+SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+FROM pg_index i
+WHERE i.indrelid = 'fossil_events'::regclass
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+ORDER BY 1`
+
+// dropSecondaryIndexes drops the indexes of fossil_events that no
+// constraint owns and returns the statements that create them again.
+func dropSecondaryIndexes(ctx context.Context, tx pgx.Tx) ([]string, error) {
+	rows, err := tx.Query(ctx, secondaryIndexesSQL)
+	if err != nil {
+		return nil, err
+	}
+	var names, defs []string
+	for rows.Next() {
+		var name, def string
+		if err := rows.Scan(&name, &def); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		names, defs = append(names, name), append(defs, def)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		if _, err := tx.Exec(ctx, "DROP INDEX "+name); err != nil {
+			return nil, err
+		}
+	}
+	return defs, nil
 }
 
 // importError explains a COPY failure on a unique index.
