@@ -16,11 +16,14 @@
 // keepalive is 1s.
 //
 // A block is split into commands at newlines outside quotes (a backslash
-// before the newline continues the command). Each command runs on its own.
+// before the newline continues the command). The commands of one block run
+// one after the other in one bash, so a variable one sets (id=$(curl …))
+// is seen by the next; blocks do not share a shell.
 //
 // # What is checked
 //
-//   - A curl command must answer 2xx, unless the comment at the end of its
+//   - A command that starts with curl must make one request, which must
+//     answer 2xx, unless the comment at the end of its
 //     line starts with a status code (`curl -X DELETE … # 204`, or
 //     `# 409 …`), which it must then answer.
 //   - Any other command must exit 0.

@@ -267,17 +267,42 @@ func lastRune(s string) rune {
 
 var statusComment = regexp.MustCompile(`^(\d{3})\b`)
 
-// runExample runs each command of ex and checks it.
+// cmdMarker separates the output of the commands of one block; rcMarker
+// precedes a command's exit status on stderr.
+const (
+	cmdMarker = "\n@@fossil-example-cmd\n"
+	rcMarker  = "@@fossil-example-rc "
+)
+
+// runExample runs the commands of ex, in one shell so that variables set by
+// one are seen by the next as when pasted, and checks each.
 func runExample(t *testing.T, ex example, bin, addr, dbURL string) {
 	t.Helper()
+	replace := strings.NewReplacer("localhost:8080", addr, "127.0.0.1:8080", addr)
+	var script strings.Builder
+	for _, c := range ex.commands {
+		fmt.Fprintf(&script, "printf '\\n@@fossil-example-cmd\\n'; printf '\\n@@fossil-example-cmd\\n' >&2\n%s\nprintf '\\n%s%%d\\n' $? >&2\n",
+			replace.Replace(c.text), rcMarker)
+	}
+	allOut, allErr, err := runCommand(t, bin, addr, dbURL, script.String())
+	outs := strings.Split(allOut, cmdMarker)[1:]
+	errs := strings.Split(allErr, cmdMarker)[1:]
 	for n, c := range ex.commands {
 		where := fmt.Sprintf("%s:%d", ex.file, c.line)
-		text := strings.NewReplacer("localhost:8080", addr, "127.0.0.1:8080", addr).Replace(c.text)
-		stdout, stderr, err := runCommand(t, bin, addr, dbURL, text)
+		if n >= len(outs) || n >= len(errs) {
+			t.Errorf("%s: %s\ndid not run (the block's shell ended: %v)\nstderr:\n%s", where, c.text, err, allErr)
+			return
+		}
+		stdout, stderr := outs[n], errs[n]
+		rc := -1
+		if i := strings.LastIndex(stderr, rcMarker); i >= 0 {
+			rc, _ = strconv.Atoi(strings.TrimSpace(stderr[i+len(rcMarker):]))
+			stderr = stderr[:i]
+		}
 		last := n == len(ex.commands)-1
 		isCurl := strings.HasPrefix(c.text, "curl ")
-		if err != nil {
-			t.Errorf("%s: %s\nfailed: %v\nstdout:\n%s\nstderr:\n%s", where, c.text, err, stdout, stderr)
+		if rc != 0 {
+			t.Errorf("%s: %s\nexited with %d\nstdout:\n%s\nstderr:\n%s", where, c.text, rc, stdout, stderr)
 			continue
 		}
 		if !isCurl {
