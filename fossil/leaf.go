@@ -5,13 +5,14 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
 
+	jsoniter "github.com/json-iterator/go"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -56,56 +57,80 @@ func LeafTail(doc []byte, expectAck string, salt []byte) ([]byte, error) {
 	if len(salt) != SaltSize {
 		return nil, fmt.Errorf("leaf: salt of %d bytes, want %d", len(salt), SaltSize)
 	}
-	var members map[string]json.RawMessage
-	if err := json.Unmarshal(doc, &members); err != nil {
-		return nil, fmt.Errorf("leaf: event document: %w", err)
+	// The appender calls this for every event, so the document is read
+	// with jsoniter's streaming iterator rather than into a map.
+	type member struct {
+		name  string
+		kind  byte
+		value []byte
 	}
-	names := make([]string, 0, len(members))
-	for name := range members {
-		if name == "data" || name == "data_base64" || strings.HasPrefix(name, ReservedPrefix) {
-			continue
+	members := make([]member, 0, 12)
+	var (
+		data      []byte
+		dataKind  byte = 'n'
+		memberErr error
+	)
+	it := leafJSON.BorrowIterator(doc)
+	defer leafJSON.ReturnIterator(it)
+	ok := it.ReadObjectCB(func(it *jsoniter.Iterator, name string) bool {
+		switch {
+		case (name == "data" || name == "data_base64") && dataKind != 'n':
+			memberErr = errors.New("leaf: the event has data twice")
+			return false
+		case name == "data":
+			data, dataKind = bytes.Clone(it.SkipAndReturnBytes()), 'j'
+		case name == "data_base64":
+			if it.WhatIsNext() != jsoniter.StringValue {
+				memberErr = errors.New("leaf: data_base64 is not a string")
+				return false
+			}
+			b, err := base64.StdEncoding.DecodeString(it.ReadString())
+			if err != nil {
+				memberErr = fmt.Errorf("leaf: data_base64: %w", err)
+				return false
+			}
+			data, dataKind = b, 'b'
+		case strings.HasPrefix(name, ReservedPrefix):
+			it.Skip()
+		case it.WhatIsNext() == jsoniter.StringValue:
+			members = append(members, member{name, 's', []byte(it.ReadString())})
+		default:
+			members = append(members, member{name, 'j', bytes.Clone(it.SkipAndReturnBytes())})
 		}
-		names = append(names, name)
+		return it.Error == nil
+	})
+	if memberErr != nil {
+		return nil, memberErr
 	}
-	slices.Sort(names)
-	b := make([]byte, 0, len(doc)/2+128)
+	if !ok || (it.Error != nil && it.Error != io.EOF) {
+		return nil, fmt.Errorf("leaf: event document: %v", it.Error)
+	}
+	it.WhatIsNext() // only white space may follow
+	if it.Error != io.EOF {
+		return nil, errors.New("leaf: event document: data after the object")
+	}
+	slices.SortFunc(members, func(a, b member) int { return strings.Compare(a.name, b.name) })
+	for i := 1; i < len(members); i++ {
+		if members[i].name == members[i-1].name {
+			return nil, fmt.Errorf("leaf: member %q appears twice", members[i].name)
+		}
+	}
+	b := make([]byte, 0, len(doc)-len(data)+128)
 	if expectAck != "" {
 		b = appendLeafField(b, ExtExpectAck, 's', []byte(expectAck))
 	}
-	for _, name := range names {
-		raw := bytes.TrimSpace(members[name])
-		if len(raw) > 0 && raw[0] == '"' {
-			var s string
-			if err := json.Unmarshal(raw, &s); err != nil {
-				return nil, fmt.Errorf("leaf: member %q: %w", name, err)
-			}
-			b = appendLeafField(b, name, 's', []byte(s))
-			continue
-		}
-		b = appendLeafField(b, name, 'j', raw)
+	for _, m := range members {
+		b = appendLeafField(b, m.name, m.kind, m.value)
 	}
 	h := sha256.New()
 	h.Write(salt)
-	switch {
-	case members["data"] != nil:
-		h.Write([]byte{'j'})
-		h.Write(bytes.TrimSpace(members["data"]))
-	case members["data_base64"] != nil:
-		var s string
-		if err := json.Unmarshal(members["data_base64"], &s); err != nil {
-			return nil, fmt.Errorf("leaf: data_base64: %w", err)
-		}
-		data, err := base64.StdEncoding.DecodeString(s)
-		if err != nil {
-			return nil, fmt.Errorf("leaf: data_base64: %w", err)
-		}
-		h.Write([]byte{'b'})
-		h.Write(data)
-	default:
-		h.Write([]byte{'n'})
-	}
+	h.Write([]byte{dataKind})
+	h.Write(data)
 	return appendLeafField(b, "data", 'd', h.Sum(nil)), nil
 }
+
+// leafJSON reads event documents for their leaves; it only iterates.
+var leafJSON = jsoniter.ConfigCompatibleWithStandardLibrary
 
 // AppendLeaf appends the leaf of the event at number in stream at
 // sequence whose [LeafTail] is tail.

@@ -159,9 +159,13 @@ func (h *Handler) handleInclusion(w http.ResponseWriter, r *http.Request) error 
 	if err := onlyParams(q, "tree_size"); err != nil {
 		return err
 	}
-	ts, err := h.state(ctx, w)
+	ts, stream, found, err := h.cfg.Store.TreeStateWithStream(ctx, n)
 	if err != nil {
 		return err
+	}
+	if !ts.Complete() {
+		w.Header().Set("Retry-After", "5")
+		return errBuilding
 	}
 	if n > ts.Size {
 		return fmt.Errorf("%w: event %d is beyond the newest event (%d)", fossil.ErrNotFound, n, ts.Size)
@@ -175,11 +179,10 @@ func (h *Handler) handleInclusion(w http.ResponseWriter, r *http.Request) error 
 			return fossil.Invalid("query.tree_size", "tree_size must be between the event number %d and the newest event %d, got %d", n, ts.Size, size)
 		}
 	}
-	e, err := h.cfg.Store.EventByNumber(ctx, n)
-	if err != nil {
-		return err
+	if !found {
+		return fmt.Errorf("%w: event %d is not in the log", fossil.ErrNotFound, n)
 	}
-	if err := auth.CanRead(ctx, e.Stream); err != nil {
+	if err := auth.CanRead(ctx, stream); err != nil {
 		return err
 	}
 	// One query: the proof's hashes and the leaf's.

@@ -1,6 +1,7 @@
 package proof_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,9 +9,12 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/fossil-events/fossil/cmd"
 	"github.com/fossil-events/fossil/internal/testserver"
 	"github.com/fossil-events/fossil/proof"
 )
@@ -184,3 +188,114 @@ func (r tileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 }
 
 func (r tileReader) SaveTiles([]tlog.Tile, [][]byte) {}
+
+// TestProofsWhileBuilding turns the log into one written before proofs
+// existed: the server answers 503 with Retry-After on every proof route,
+// keeps appending, and a process started next builds the tree, after which
+// the log verifies.
+func TestProofsWhileBuilding(t *testing.T) {
+	t.Parallel()
+	srv := testserver.Start(t)
+	for i := range 5 {
+		srv.MustPost(t, "old", testserver.Event{ID: fmt.Sprint(i)})
+	}
+	if _, err := srv.Pool.Exec(context.Background(), `UPDATE fossil_events SET salt = NULL;
+		DELETE FROM fossil_tree_hashes;
+		UPDATE fossil_head SET tree_size = 0, tree_edge = '\x'`); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/checkpoint", "/events/1/proof", "/proofs/consistency?from=1&to=2", "/tile/0/000.p/1", "/proofs/leaves"} {
+		resp, b := get(t, srv.URL+path)
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(b), "being built") {
+			t.Errorf("GET %s while building: %d Retry-After %q %s", path, resp.StatusCode, resp.Header.Get("Retry-After"), b)
+		}
+	}
+	srv.MustPost(t, "new", testserver.Event{ID: "during"})
+	second := testserver.StartOn(t, srv.DBURL)
+	testserver.Eventually(t, 10*time.Second, "the tree to be built", func() bool {
+		resp, _ := get(t, srv.URL+"/checkpoint")
+		return resp.StatusCode == http.StatusOK
+	})
+	srv.MustPost(t, "new", testserver.Event{ID: "after"})
+	key := strings.TrimSpace(string(mustGet(t, second.URL+"/checkpoint/key")))
+	res, err := proof.Verify(context.Background(), &proof.HTTPSource{URL: srv.URL, Key: key}, proof.VerifyOptions{})
+	if err != nil || res.Checkpoint.Size != 7 {
+		t.Fatalf("verify after the build: %+v %v", res, err)
+	}
+	if m := string(mustGet(t, srv.URL+"/metrics")); !strings.Contains(m, "fossil_tree_hashing_seconds_count") || !strings.Contains(m, "fossil_checkpoint_age_seconds") {
+		t.Errorf("metrics lack the tree series")
+	}
+	if m := string(mustGet(t, second.URL+"/metrics")); !strings.Contains(m, "fossil_tree_size 6") {
+		t.Errorf("the builder's process does not report the tree size it built")
+	}
+}
+
+// TestProofsAuth: checkpoints and consistency proofs need any valid token,
+// an inclusion proof read access to the event's stream, and
+// /proofs/leaves serves only the events the token may read.
+func TestProofsAuth(t *testing.T) {
+	t.Parallel()
+	const secret = "a-proofs-secret-of-at-least-32-bytes!"
+	srv := testserver.Start(t, func(c *cmd.Config) { c.JWTSecret = secret })
+	tok := func(claim map[string]any) string {
+		claims := jwt.MapClaims{"sub": "t", "exp": time.Now().Add(time.Hour).Unix()}
+		if claim != nil {
+			claims["fossil"] = claim
+		}
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	full, narrow := tok(nil), tok(map[string]any{"read": []string{"a/{x}"}})
+	for i, stream := range []string{"a/1", "b/1", "a/2"} {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/collect", strings.NewReader(`{}`))
+		for k, v := range map[string]string{"Authorization": "Bearer " + full, "Fossil-Stream": stream, "ce-specversion": "1.0", "ce-id": fmt.Sprint(i), "ce-source": "/a", "ce-type": "t", "Content-Type": "application/json"} {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("post: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+	do := func(path, token string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, c := range []struct {
+		path, token string
+		status      int
+	}{
+		{"/checkpoint", "", 401},
+		{"/checkpoint", narrow, 200},
+		{"/checkpoint/key", narrow, 200},
+		{"/proofs/consistency?from=1&to=3", narrow, 200},
+		{"/tile/0/000.p/3", narrow, 200},
+		{"/proofs/replacements", narrow, 200},
+		{"/events/1/proof", narrow, 200},
+		{"/events/2/proof", narrow, 403},
+		{"/events/2/proof", full, 200},
+	} {
+		if status, body := do(c.path, c.token); status != c.status {
+			t.Errorf("GET %s: %d %s, want %d", c.path, status, body, c.status)
+		}
+	}
+	_, body := do("/proofs/leaves", narrow)
+	var page struct {
+		Leaves []proof.LeafEntry `json:"leaves"`
+	}
+	if err := json.Unmarshal([]byte(body), &page); err != nil || len(page.Leaves) != 2 || page.Leaves[0].Number != 1 || page.Leaves[1].Number != 3 || strings.Contains(body, "b/1") {
+		t.Fatalf("/proofs/leaves with a narrow grant: %s %v", body, err)
+	}
+}

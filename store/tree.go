@@ -34,6 +34,21 @@ func (s *Store) TreeState(ctx context.Context) (*TreeState, error) {
 	return scanTreeState(s.pool.QueryRow(ctx, treeStateSQL))
 }
 
+const treeStateWithStreamSQL = `SELECT last_number, tree_size, tree_edge, replacements, replacement_chain,
+  (SELECT stream FROM fossil_events WHERE number = $1) FROM fossil_head`
+
+// TreeStateWithStream is [Store.TreeState] and the stream of event number
+// (ok false when there is no such event), in one query: an inclusion
+// proof's first read.
+func (s *Store) TreeStateWithStream(ctx context.Context, number int64) (ts *TreeState, stream string, ok bool, err error) {
+	var st *string
+	ts, err = scanTreeState(scanWith(s.pool.QueryRow(ctx, treeStateWithStreamSQL, number), &st))
+	if err != nil || st == nil {
+		return ts, "", false, err
+	}
+	return ts, *st, true, nil
+}
+
 func scanTreeState(row pgx.Row) (*TreeState, error) {
 	var (
 		t           TreeState
