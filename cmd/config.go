@@ -41,6 +41,10 @@ type Config struct {
 	SubscriptionBackoff time.Duration
 	SigningKeyFile      string // FOSSIL_SIGNING_KEY_FILE; note signer key for checkpoints, empty: a key kept in the database
 	LogOrigin           string // FOSSIL_LOG_ORIGIN; the checkpoints' origin line
+	// TreeWatchInterval, when positive, replaces how often the tree
+	// builder checks that the tree holds every event (2s); tests lengthen
+	// it. No flag or variable sets it.
+	TreeWatchInterval time.Duration
 
 	maxBodyFlag *int
 }

@@ -61,41 +61,63 @@ const treeBuildStep = 256
 
 // startTreeBuilder gives a log written before the Merkle tree existed its
 // tree, in the background and in steps of bounded size; proofs answer 503
-// until it is complete. Every process runs it; the head lock makes them
-// take turns, and all stop once the tree is complete.
+// until it is complete. It also watches for events that reached the log
+// without the appender (POST /import, a restore with SQL) and hashes them
+// the same way: every treeWatchInterval it reads the head row (one small
+// query, no lock). Every process runs it; the head lock makes builders
+// take turns.
 func (s *Server) startTreeBuilder() {
 	s.background.Add(1)
 	go func() {
 		defer s.background.Done()
 		ctx := s.streamCtx
-		last := time.Now()
-		started := false
 		for ctx.Err() == nil {
-			size, head, err := s.store.BuildTree(ctx, treeBuildStep)
-			if s.metrics != nil && err == nil {
-				s.metrics.Tree().ObserveSize(size, head)
+			ts, err := s.store.TreeState(ctx)
+			if err == nil && !ts.Complete() {
+				s.buildTree(ctx)
 			}
-			switch {
-			case errors.Is(err, context.Canceled) || ctx.Err() != nil:
-				return
-			case err != nil:
-				s.Logger.Error("building the Merkle tree of the existing log failed; retrying", "error", err)
-				sleep(ctx, 5*time.Second)
-				continue
-			case size >= head:
-				if started {
-					s.Logger.Info("the Merkle tree of the existing log is complete; proofs are served", "tree_size", size)
-				}
-				return
+			interval := treeWatchInterval
+			if s.Config.TreeWatchInterval > 0 {
+				interval = s.Config.TreeWatchInterval
 			}
-			if !started || time.Since(last) > 5*time.Second {
-				s.Logger.Info("building the Merkle tree of the existing log", "tree_size", size, "events", head, "percent", 100*size/head)
-				started, last = true, time.Now()
-			}
-			// Let appenders through between steps.
-			sleep(ctx, 10*time.Millisecond)
+			sleep(ctx, interval)
 		}
 	}()
+}
+
+// treeWatchInterval is how often the tree builder checks that the tree
+// holds every event.
+const treeWatchInterval = 2 * time.Second
+
+// buildTree runs tree-builder steps until the tree is complete.
+func (s *Server) buildTree(ctx context.Context) {
+	last := time.Now()
+	started := false
+	for ctx.Err() == nil {
+		size, head, err := s.store.BuildTree(ctx, treeBuildStep)
+		if err == nil {
+			s.metrics.Tree().ObserveSize(size, head)
+		}
+		switch {
+		case errors.Is(err, context.Canceled) || ctx.Err() != nil:
+			return
+		case err != nil:
+			s.Logger.Error("building the Merkle tree of the log failed; retrying", "error", err)
+			sleep(ctx, 5*time.Second)
+			continue
+		case size >= head:
+			if started {
+				s.Logger.Info("the Merkle tree holds every event; proofs are served", "tree_size", size)
+			}
+			return
+		}
+		if !started || time.Since(last) > 5*time.Second {
+			s.Logger.Info("building the Merkle tree of events written without it (an existing log or an import)", "tree_size", size, "events", head, "percent", 100*size/head)
+			started, last = true, time.Now()
+		}
+		// Let appenders through between steps.
+		sleep(ctx, 10*time.Millisecond)
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/fossil-events/fossil/cmd"
+	"github.com/fossil-events/fossil/fossil"
 	"github.com/fossil-events/fossil/internal/testserver"
 	"github.com/fossil-events/fossil/proof"
 )
@@ -195,7 +196,8 @@ func (r tileReader) SaveTiles([]tlog.Tile, [][]byte) {}
 // the log verifies.
 func TestProofsWhileBuilding(t *testing.T) {
 	t.Parallel()
-	srv := testserver.Start(t)
+	// This process checks its tree once, at start.
+	srv := testserver.Start(t, func(c *cmd.Config) { c.TreeWatchInterval = time.Hour })
 	for i := range 5 {
 		srv.MustPost(t, "old", testserver.Event{ID: fmt.Sprint(i)})
 	}
@@ -297,5 +299,41 @@ func TestProofsAuth(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(body), &page); err != nil || len(page.Leaves) != 2 || page.Leaves[0].Number != 1 || page.Leaves[1].Number != 3 || strings.Contains(body, "b/1") {
 		t.Fatalf("/proofs/leaves with a narrow grant: %s %v", body, err)
+	}
+}
+
+// TestImportGetsItsTree: events restored with POST /import (which copies
+// them without the appender) are hashed into the tree by the tree
+// builder, after which the log verifies.
+func TestImportGetsItsTree(t *testing.T) {
+	t.Parallel()
+	srv := testserver.Start(t, func(c *cmd.Config) { c.TreeWatchInterval = 50 * time.Millisecond })
+	var body strings.Builder
+	for i := 1; i <= 40; i++ {
+		e := fossil.Event{Number: int64(i), Stream: fmt.Sprintf("imp/%d", i%3), Sequence: int64((i-1)/3 + 1), Doc: []byte(fmt.Sprintf(`{"specversion":"1.0","id":"e%d","source":"/import","type":"t","data":{"i":%d}}`, i, i))}
+		if i%3 == 0 {
+			e.Sequence = int64(i / 3)
+		}
+		body.Write(e.AppendJSON(nil))
+		body.WriteByte('\n')
+	}
+	resp, err := http.Post(srv.URL+"/import", "application/x-ndjson", strings.NewReader(body.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("import: %d %s", resp.StatusCode, b)
+	}
+	testserver.Eventually(t, 10*time.Second, "the imported events to be in the tree", func() bool {
+		resp, _ := get(t, srv.URL+"/checkpoint")
+		return resp.StatusCode == http.StatusOK
+	})
+	srv.MustPost(t, "imp/1", testserver.Event{ID: "after"})
+	key := strings.TrimSpace(string(mustGet(t, srv.URL+"/checkpoint/key")))
+	res, err := proof.Verify(context.Background(), &proof.HTTPSource{URL: srv.URL, Key: key}, proof.VerifyOptions{})
+	if err != nil || res.Checkpoint.Size != 41 {
+		t.Fatalf("verify after the import: %+v %v", res, err)
 	}
 }
