@@ -558,33 +558,13 @@ func checkString(loc, name, s string) error {
 }
 
 // percentDecode decodes a ce-* header value as the CloudEvents HTTP binding
-// requires: %XX sequences become bytes, and the result must be UTF-8.
+// requires: %XX sequences become bytes, a '%' that starts none is an error,
+// and the result must be UTF-8.
 func percentDecode(s string) (string, error) {
-	if strings.IndexByte(s, '%') < 0 {
-		if !utf8.ValidString(s) {
-			return "", errors.New("value is not valid UTF-8")
-		}
-		return s, nil
+	out, ok := fossil.PercentDecode(s)
+	if !ok {
+		return "", errors.New("invalid percent-encoding: a '%' must start %XX with two hex digits")
 	}
-	var b strings.Builder
-	b.Grow(len(s))
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '%' {
-			b.WriteByte(c)
-			continue
-		}
-		if i+2 >= len(s) {
-			return "", fmt.Errorf("invalid percent-encoding at byte %d", i)
-		}
-		v, ok := fossil.DecodeHexPair(s[i+1], s[i+2])
-		if !ok {
-			return "", fmt.Errorf("invalid percent-encoding at byte %d", i)
-		}
-		b.WriteByte(v)
-		i += 2
-	}
-	out := b.String()
 	if !utf8.ValidString(out) {
 		return "", errors.New("percent-decoded value is not valid UTF-8")
 	}

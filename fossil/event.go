@@ -41,19 +41,14 @@ const (
 	DataBase64                 // "data_base64": binary
 )
 
-// EncodeDoc renders ev as Fossil's canonical document: compact CloudEvents
-// JSON with attributes in a fixed order, extensions sorted by name and data
-// represented as kind says. Identical events always encode to identical
-// bytes, which is how idempotent retries are recognised.
-func EncodeDoc(ev *event.Event, kind DataKind, data []byte) []byte {
-	return EncodeDocVerbatim(ev, ev.Source(), ev.DataSchema(), kind, data)
-}
-
-// EncodeDocVerbatim is [EncodeDoc] with the URI attributes source and
-// dataschema ("" when absent) written exactly as the client sent them.
-// sdk-go re-serialises the URIs it parses (it escapes spaces and non-ASCII
-// characters and lowercases the scheme), which would change source, a part
-// of the event's identity, and what readers get back.
+// EncodeDocVerbatim renders ev as Fossil's canonical document: compact
+// CloudEvents JSON with attributes in a fixed order, extensions sorted by
+// name and data represented as kind says. Identical events always encode to
+// identical bytes, which is how idempotent retries are recognised. The URI
+// attributes source and dataschema ("" when absent) are written exactly as
+// the client sent them: sdk-go re-serialises the URIs it parses (it escapes
+// spaces and non-ASCII characters and lowercases the scheme), which would
+// change source, a part of the event's identity, and what readers get back.
 func EncodeDocVerbatim(ev *event.Event, source, dataschema string, kind DataKind, data []byte) []byte {
 	b := make([]byte, 0, 256+len(data)*4/3)
 	b = append(b, `{"specversion":"1.0","id":`...)

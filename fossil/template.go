@@ -52,10 +52,10 @@ func ParseTemplate(location, raw string) (*Template, error) {
 	i := strings.IndexByte(encoded, '{')
 	if i < 0 {
 		t.literal = true
-		t.prefix = percentDecode(encoded)
+		t.prefix, _ = PercentDecode(encoded)
 		return t, nil
 	}
-	t.prefix = percentDecode(encoded[:i])
+	t.prefix, _ = PercentDecode(encoded[:i])
 	t.segs = simpleSegments(encoded)
 	return t, nil
 }
@@ -188,20 +188,6 @@ func (ts Templates) Match(stream string) bool {
 	return false
 }
 
-// Prefixes returns the literal prefixes of the templates, for narrowing a
-// database scan. An empty prefix among them means the whole log must be read,
-// in which case Prefixes returns nil.
-func (ts Templates) Prefixes() []string {
-	out := make([]string, 0, len(ts))
-	for _, t := range ts {
-		if t.prefix == "" {
-			return nil
-		}
-		out = append(out, t.prefix)
-	}
-	return out
-}
-
 // isURIChar reports whether c may appear as-is in a URI (RFC 3986
 // unreserved or reserved), '%' excluded.
 func isURIChar(c byte) bool { return uriChars[c] }
@@ -282,21 +268,31 @@ func encodeTemplateLiterals(raw string) string {
 	return b.String()
 }
 
-// percentDecode decodes %XX triplets; malformed ones are kept as they are.
-func percentDecode(s string) string {
+// PercentDecode decodes the %XX triplets of s. A '%' that does not start
+// a triplet of two hex digits is kept as it is, and ok reports whether there
+// was none. It is the one percent-decoder: lenient for templates, strict
+// (requiring ok) for CloudEvents header values.
+func PercentDecode(s string) (out string, ok bool) {
 	if strings.IndexByte(s, '%') < 0 {
-		return s
+		return s, true
 	}
+	ok = true
 	var b strings.Builder
+	b.Grow(len(s))
 	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) && isHexDigit(s[i+1]) && isHexDigit(s[i+2]) {
-			b.WriteByte(hexVal(s[i+1])<<4 | hexVal(s[i+2]))
-			i += 2
-			continue
+		if s[i] == '%' {
+			if i+2 < len(s) {
+				if v, hex := DecodeHexPair(s[i+1], s[i+2]); hex {
+					b.WriteByte(v)
+					i += 2
+					continue
+				}
+			}
+			ok = false
 		}
 		b.WriteByte(s[i])
 	}
-	return b.String()
+	return b.String(), ok
 }
 
 // isVarName reports whether s is a plain RFC 6570 variable name without

@@ -149,20 +149,6 @@ func TestTemplateShape(t *testing.T) {
 			}
 		})
 	}
-	t.Run("Prefixes", func(t *testing.T) {
-		t.Parallel()
-		ts, err := fossil.ParseTemplates("query.stream", []string{"a/{x}", "b", "c/{+y}"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := ts.Prefixes(); strings.Join(got, "|") != "a/|b|c/" {
-			t.Fatalf("Prefixes = %q", got)
-		}
-		ts, _ = fossil.ParseTemplates("query.stream", []string{"a/{x}", "{+all}"})
-		if got := ts.Prefixes(); got != nil {
-			t.Fatalf("Prefixes with {+all} = %q, want nil (scan everything)", got)
-		}
-	})
 }
 
 func TestParseTemplateErrors(t *testing.T) {
@@ -222,6 +208,5 @@ func FuzzParseTemplate(f *testing.F) {
 		if tp.Literal() && !tp.Match(tp.Prefix()) {
 			t.Fatalf("literal %q does not match the stream it names, %q", raw, tp.Prefix())
 		}
-		_ = fossil.Templates{tp}.Prefixes()
 	})
 }
