@@ -288,17 +288,7 @@ func loadGroupState(ctx context.Context, conn *pgx.Conn, reqs []*AppendRequest, 
 	batch.Queue(lockHeadSQL).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&st.head, &st.treeSize, &edge, &st.replacements, &chain)
 	})
-	batch.Queue(streamHeadsSQL, streams).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var name string
-			var seq int64
-			if err := rows.Scan(&name, &seq); err != nil {
-				return err
-			}
-			st.streams[name] = seq
-		}
-		return rows.Err()
-	})
+	batch.Queue(streamHeadsSQL, streams).Query(scanStreamHeads(st.streams))
 	if lookup {
 		batch.Queue(existingEventsSQL, ids, sources).Query(func(rows pgx.Rows) error {
 			for rows.Next() {

@@ -53,7 +53,7 @@ type Appender struct {
 	queue chan *pendingAppend
 	// lookups counts the next groups that read their stored events up
 	// front (see [Store.appendGroup]); only the appender goroutine uses it.
-	lookups int
+	lookups cooldown
 	// cache lets groups commit in one round trip (see headCache); only the
 	// appender goroutine uses it.
 	cache *headCache
@@ -91,10 +91,6 @@ func NewAppender(s *Store, cfg AppenderConfig) *Appender {
 	go a.run()
 	return a
 }
-
-// lookupsAfterDuplicate is how many groups read their stored events up
-// front after a group met a stored duplicate.
-const lookupsAfterDuplicate = 64
 
 // errAppenderClosed is returned once Close has been called.
 var errAppenderClosed = fmt.Errorf("%w: the server is shutting down", fossil.ErrUnavailable)
@@ -226,15 +222,12 @@ func (a *Appender) commit(group []*pendingAppend, events int) {
 func (a *Appender) runGroup(reqs []*AppendRequest) ([]appendOutcome, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.TxTimeout)
 	defer cancel()
-	optimistic := a.lookups == 0
-	if !optimistic {
-		a.lookups--
-	}
+	optimistic := !a.lookups.next()
 	outcomes, st, err := a.store.appendGroup(ctx, reqs, optimistic, a.cache)
 	if err == nil && st.retried {
 		// Clients are retrying: read stored events up front for a while
 		// rather than fail and rerun groups.
-		a.lookups = lookupsAfterDuplicate
+		a.lookups.start()
 	}
 	if err == nil && a.cfg.TreeFunc != nil && st.hashed > 0 {
 		a.cfg.TreeFunc(st.treeSize, st.hashed)

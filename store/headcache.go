@@ -32,17 +32,35 @@ type headCache struct {
 	// skip counts groups that take the long way after the cache turned out
 	// stale, so that processes writing concurrently do not fail a round
 	// trip on every group.
-	skip int
+	skip cooldown
 }
 
 const (
 	// maxCachedStreams bounds the cache; beyond it, the least recently
 	// used stream is forgotten.
 	maxCachedStreams = 1 << 16
-	// skipAfterStale is how many groups take the long way after a stale
-	// cache.
-	skipAfterStale = 64
 )
+
+// cooldownGroups is how many groups take the careful way after the quick
+// one stopped paying: after a stale head cache (headCache.skip) and after a
+// group met a retried duplicate (Appender.lookups).
+const cooldownGroups = 64
+
+// cooldown counts the next groups that take the careful way. Only the
+// appender's goroutine uses it.
+type cooldown int
+
+// start makes the next cooldownGroups groups careful.
+func (c *cooldown) start() { *c = cooldownGroups }
+
+// next reports whether this group is to be careful, and counts it.
+func (c *cooldown) next() bool {
+	if *c == 0 {
+		return false
+	}
+	*c--
+	return true
+}
 
 func newHeadCache() *headCache { return newHeadCacheSize(maxCachedStreams) }
 
@@ -71,17 +89,23 @@ func (u *unknownStreams) queue(batch *pgx.Batch) {
 	if u == nil {
 		return
 	}
-	batch.Queue(streamHeadsSQL, u.names).Query(func(rows pgx.Rows) error {
+	batch.Queue(streamHeadsSQL, u.names).Query(scanStreamHeads(u.found))
+}
+
+// scanStreamHeads reads the (stream, sequence) rows of streamHeadsSQL into
+// heads.
+func scanStreamHeads(heads map[string]int64) func(pgx.Rows) error {
+	return func(rows pgx.Rows) error {
 		for rows.Next() {
 			var name string
 			var seq int64
 			if err := rows.Scan(&name, &seq); err != nil {
 				return err
 			}
-			u.found[name] = seq
+			heads[name] = seq
 		}
 		return rows.Err()
-	})
+	}
 }
 
 // plan returns the state of a group decided from the cache, or nil when
@@ -94,10 +118,7 @@ func (c *headCache) plan(reqs []*AppendRequest, lookup bool) *groupState {
 	if c == nil || lookup {
 		return nil
 	}
-	if !c.valid || c.skip > 0 {
-		if c.skip > 0 {
-			c.skip--
-		}
+	if c.skip.next() || !c.valid {
 		return nil
 	}
 	st := newGroupState(len(reqs))
@@ -176,7 +197,7 @@ func (c *headCache) stale(st *groupState) (learned bool) {
 		return true
 	}
 	c.reset()
-	c.skip = skipAfterStale
+	c.skip.start()
 	return false
 }
 
