@@ -69,14 +69,19 @@ func (r *Reader) Read(ctx context.Context, after, through int64, limit int) (eve
 	if len(r.names) == 0 {
 		return nil, through, nil
 	}
-	if r.window == 0 {
-		if err := r.estimateWindow(ctx, through, limit); err != nil {
-			return nil, after, err
-		}
-	}
 	end := through
-	if r.window < through-after {
-		end = after + r.window
+	if len(r.names) > 1 {
+		// One stream reads at most a page whatever the window; several
+		// read up to a page each, so the window keeps the page near what
+		// it returns.
+		if r.window == 0 {
+			if err := r.estimateWindow(ctx, through, limit); err != nil {
+				return nil, after, err
+			}
+		}
+		if r.window < through-after {
+			end = after + r.window
+		}
 	}
 	events, truncated, err := r.s.readStreams(ctx, r.names, after, end, limit)
 	if err != nil {

@@ -198,6 +198,7 @@ func TestReadPlans(t *testing.T) {
 		{name: "Prefix", match: mustTemplates("hidden/{id}"), limit: 100},
 		{name: "NoLiteralPrefix", match: mustTemplates("{cat}/needle"), limit: 100},
 		{name: "SeveralTemplates", match: mustTemplates("hidden/{id}", "{cat}/needle", "small/one"), limit: 100},
+		{name: "BusyAndQuietStreams", match: mustTemplates("big/one", "small/one", "scale/s7"), limit: 100},
 		{name: "AllNarrowedByAGrant", match: func(s string) bool { return all(s) && grant(s) }, limit: 100},
 		{name: "UnknownStream", match: mustTemplates("nothing/here"), limit: 100},
 	}
