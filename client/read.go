@@ -210,6 +210,8 @@ func (c *Client) Ack(ctx context.Context, consumer, id, source string) error {
 type ImportResult struct {
 	Events  int64 `json:"events"`  // events restored; the newest has number Events
 	Streams int64 `json:"streams"` // distinct streams
+	// Replacements counts the records of the tree's replacement chain.
+	Replacements int64 `json:"replacements"`
 }
 
 // Import restores a log written by `fossil export` (or [Client.Log]: each

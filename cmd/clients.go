@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -256,21 +257,64 @@ func runExport(ctx context.Context, cc *clientCmd, args []string) error {
 	}
 	out := bufio.NewWriterSize(w, 256<<10)
 	bar := cc.progress(-1, "exporting", false)
-	next := *after + 1
-	for ev, err := range cc.c.Log(ctx, *after) {
+	last := *after
+	for {
+		page, err := cc.c.ReadLog(ctx, last, client.MaxPage)
 		if err != nil {
-			return fmt.Errorf("export: after event %d: %w", next-1, err)
+			return fmt.Errorf("export: after event %d: %w", last, err)
 		}
-		if ev.Number != next {
-			return fmt.Errorf("export: event %d is missing (got %d): does the token grant reading every stream?", next, ev.Number)
+		if len(page.Events) == 0 {
+			break
 		}
-		next++
-		out.Write(ev.Raw)
-		if err := out.WriteByte('\n'); err != nil {
-			return fmt.Errorf("export: write: %w", err)
+		// The tree's leaf of each event (salt and hash), so that an
+		// import rebuilds the same tree and the same checkpoint root.
+		leaves, err := cc.c.Leaves(ctx, last, len(page.Events))
+		if err != nil {
+			return fmt.Errorf("export: leaves after event %d: %w", last, err)
 		}
-		if bar != nil {
-			_ = bar.Add(1)
+		byNumber := make(map[int64]client.Leaf, len(leaves))
+		for _, l := range leaves {
+			byNumber[l.Number] = l
+		}
+		for _, ev := range page.Events {
+			if ev.Number != last+1 {
+				return fmt.Errorf("export: event %d is missing (got %d): does the token grant reading every stream?", last+1, ev.Number)
+			}
+			leaf, ok := byNumber[ev.Number]
+			if !ok {
+				return fmt.Errorf("export: event %d has no leaf in the tree yet; try again", ev.Number)
+			}
+			last = ev.Number
+			out.Write(ev.Raw[:len(ev.Raw)-1])
+			fmt.Fprintf(out, `,"fossilsalt":"%s","fossilleafhash":"%s"}`, base64.StdEncoding.EncodeToString(leaf.Salt), base64.StdEncoding.EncodeToString(leaf.LeafHash))
+			if err := out.WriteByte('\n'); err != nil {
+				return fmt.Errorf("export: write: %w", err)
+			}
+			if bar != nil {
+				_ = bar.Add(1)
+			}
+		}
+		if page.Next == "" {
+			break
+		}
+	}
+	if *after == 0 {
+		// The replacement chain: the records that let a verifier accept
+		// replaced events, after the events they name.
+		var index int64
+		for {
+			reps, err := cc.c.Replacements(ctx, index, client.MaxPage)
+			if err != nil {
+				return fmt.Errorf("export: replacements after %d: %w", index, err)
+			}
+			for _, r := range reps {
+				b, _ := json.Marshal(map[string]client.Replacement{"fossilreplacement": r})
+				out.Write(append(b, '\n'))
+				index = r.Index
+			}
+			if len(reps) < client.MaxPage {
+				break
+			}
 		}
 	}
 	if bar != nil {
@@ -284,7 +328,7 @@ func runExport(ctx context.Context, cc *clientCmd, args []string) error {
 			return fmt.Errorf("export: %w", err)
 		}
 	}
-	fmt.Fprintf(cc.stderr, "exported %d events\n", next-*after-1)
+	fmt.Fprintf(cc.stderr, "exported %d events\n", last-*after)
 	return nil
 }
 

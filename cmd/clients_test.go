@@ -183,26 +183,37 @@ func TestExportImportRoundTrip(t *testing.T) {
 	if code, out, _ := fossilCmd(t, "", "export", "--url", src.URL()); code != 0 || out != string(export) {
 		t.Fatalf("export to stdout differs from the file")
 	}
-	// The export is the log as served.
+	// The export is the log as served, each event with its salt and leaf
+	// hash, then the replacement chain.
 	var log []json.RawMessage
 	if err := json.Unmarshal(get(t, src.URL()+"/events?after=0&limit=1000"), &log); err != nil {
 		t.Fatal(err)
 	}
-	var joined bytes.Buffer
-	for _, e := range log {
-		joined.Write(e)
-		joined.WriteByte('\n')
+	lines := strings.Split(strings.TrimSuffix(string(export), "\n"), "\n")
+	if len(lines) != len(log)+1 || !strings.HasPrefix(lines[len(log)], `{"fossilreplacement":{"index":1,"number":1,`) {
+		t.Fatalf("export has %d lines for %d events and one replacement:\n%s", len(lines), len(log), export)
 	}
-	if !bytes.Equal(joined.Bytes(), export) {
-		t.Fatalf("export is not the log as served:\n%s\nwant\n%s", export, joined.Bytes())
+	for i, e := range log {
+		if !strings.HasPrefix(lines[i], string(e[:len(e)-1])+`,"fossilsalt":"`) || !strings.Contains(lines[i], `","fossilleafhash":"`) {
+			t.Fatalf("export line %d:\n%s\nwant the event as served\n%s", i+1, lines[i], e)
+		}
 	}
 
 	dst := startTestServer(t)
 	code, out, errOut = fossilCmd(t, "", "import", "--url", dst.URL(), "--input", file)
-	if code != 0 || strings.TrimSpace(out) != `{"events":25,"streams":6}` {
+	if code != 0 || strings.TrimSpace(out) != `{"events":25,"streams":6,"replacements":1}` {
 		t.Fatalf("import: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	want, got := reads(t, src.URL()), reads(t, dst.URL())
+	// The same tree: the same checkpoint (origin, size, root, replacement
+	// chain), signed by each server's own key.
+	srcNote, dstNote := strings.Split(string(get(t, src.URL()+"/checkpoint")), "\n\n")[0], strings.Split(string(get(t, dst.URL()+"/checkpoint")), "\n\n")[0]
+	if srcNote != dstNote || !strings.Contains(srcNote, "\n25\n") || !strings.Contains(srcNote, "fossil-replacements 1 ") {
+		t.Errorf("checkpoint after the round trip:\n%s\nwant\n%s", dstNote, srcNote)
+	}
+	for _, path := range []string{"/events/7/proof", "/events/1/proof", "/proofs/consistency?from=3&to=25"} {
+		want[path], got[path] = get(t, src.URL()+path), get(t, dst.URL()+path)
+	}
 	for path := range want {
 		if !bytes.Equal(want[path], got[path]) {
 			t.Errorf("GET %s after the round trip:\n%s\nwant\n%s", path, got[path], want[path])
@@ -240,11 +251,15 @@ func TestImportIsAtomic(t *testing.T) {
 		return strings.Join(l, "")
 	}
 	cases := map[string]string{
-		"a hole in the numbers":      strings.Join(append(append([]string(nil), lines[:5]...), lines[6:]...), ""),
-		"the last line broken":       corrupt(len(lines)-1, `{"specversion":"1.0","id":"x"`),
-		"a sequence out of order":    corrupt(20, strings.Replace(lines[20], `"fossilsequenceinstream":`, `"fossilsequenceinstream":1`, 1)),
-		"an id used twice":           export + strings.Replace(strings.Replace(lines[1], `"fossileventnumber":2`, `"fossileventnumber":26`, 1), `"fossilstream":"orders/42"`, `"fossilstream":"orders/99"`, 1),
-		"reserved attributes inside": corrupt(3, strings.Replace(lines[3], `"specversion":"1.0"`, `"specversion":"1.0","fossilstream":"x"`, 1)),
+		"a hole in the numbers":         strings.Join(append(append([]string(nil), lines[:5]...), lines[6:]...), ""),
+		"the last line broken":          corrupt(len(lines)-1, `{"specversion":"1.0","id":"x"`),
+		"a sequence out of order":       corrupt(20, strings.Replace(lines[20], `"fossilsequenceinstream":`, `"fossilsequenceinstream":1`, 1)),
+		"a copied event at the end":     export + strings.Replace(strings.Replace(lines[1], `"fossileventnumber":2`, `"fossileventnumber":26`, 1), `"fossilstream":"orders/42"`, `"fossilstream":"orders/99"`, 1),
+		"reserved attributes inside":    corrupt(3, strings.Replace(lines[3], `"specversion":"1.0"`, `"specversion":"1.0","fossilstream":"x"`, 1)),
+		"content that is not its leaf":  corrupt(4, strings.Replace(lines[4], `"source":"/shop"`, `"source":"/shopping"`, 1)),
+		"a salt that is not the leaf's": corrupt(6, strings.Replace(lines[6], `"fossilsalt":"`, `"fossilsalt":"AAAA`, 1)),
+		"the replacement chain broken":  corrupt(len(lines)-1, strings.Replace(lines[len(lines)-1], `"number":1,`, `"number":2,`, 1)),
+		"the replacement chain dropped": strings.Join(lines[:len(lines)-1], ""),
 	}
 	dst := startTestServer(t)
 	for name, input := range cases {
@@ -260,7 +275,7 @@ func TestImportIsAtomic(t *testing.T) {
 	}
 	// The store is still empty and importable.
 	code, out, errOut := fossilCmd(t, export, "import", "--url", dst.URL())
-	if code != 0 || !strings.Contains(out, `"events":25`) {
+	if code != 0 || !strings.Contains(out, `"events":25`) || !strings.Contains(out, `"replacements":1`) {
 		t.Fatalf("import after failed ones: exit %d %q %q", code, out, errOut)
 	}
 }
@@ -279,7 +294,7 @@ func TestImportNeedsAdmin(t *testing.T) {
 	admin := adminToken(t, "import-test-secret-that-is-long-enough", map[string]any{"admin": true}, time.Hour)
 	var out, errBuf bytes.Buffer
 	code = runWithStdin(context.Background(), strings.NewReader(""), []string{"import", "--url", srv.URL()}, &out, &errBuf, envOf(map[string]string{"FOSSIL_TOKEN": admin}))
-	if code != 0 || strings.TrimSpace(out.String()) != `{"events":0,"streams":0}` {
+	if code != 0 || strings.TrimSpace(out.String()) != `{"events":0,"streams":0,"replacements":0}` {
 		t.Fatalf("admin via FOSSIL_TOKEN: exit %d, %q %q", code, out.String(), errBuf.String())
 	}
 }

@@ -65,7 +65,7 @@ func TestImportAnswers(t *testing.T) {
 		t.Fatalf("bad line: %d %s", code, body)
 	}
 	code, body = postImport(t, srv.URL, export(30, 4, 10), "application/x-ndjson; charset=utf-8")
-	if code != http.StatusOK || string(body) != `{"events":30,"streams":4}`+"\n" {
+	if code != http.StatusOK || string(body) != `{"events":30,"streams":4,"replacements":0}`+"\n" {
 		t.Fatalf("import: %d %s", code, body)
 	}
 	// Live readers see the imported log.

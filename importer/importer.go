@@ -7,6 +7,8 @@ package importer
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,8 +16,10 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/gorilla/mux"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/fossil-events/fossil/auth"
 	"github.com/fossil-events/fossil/fossil"
@@ -76,12 +80,12 @@ func (h *Handler) handleImport(w http.ResponseWriter, r *http.Request) error {
 	done := make(chan struct{})
 	defer close(done)
 	go h.parse(r.Body, parsed, done)
-	next := func() (*fossil.Event, error) {
+	next := func() (store.ImportItem, error) {
 		p, ok := <-parsed
 		if !ok {
-			return nil, io.EOF
+			return store.ImportItem{}, io.EOF
 		}
-		return p.event, p.err
+		return p.item, p.err
 	}
 	res, err := h.store.Import(r.Context(), next)
 	if err != nil {
@@ -93,8 +97,8 @@ func (h *Handler) handleImport(w http.ResponseWriter, r *http.Request) error {
 }
 
 type parsedLine struct {
-	event *fossil.Event
-	err   error
+	item store.ImportItem
+	err  error
 }
 
 // parse sends the events of body to out and closes it at the end, after
@@ -117,8 +121,8 @@ func (h *Handler) parse(body io.Reader, out chan<- parsedLine, done <-chan struc
 		if len(sc.Bytes()) == 0 {
 			continue
 		}
-		e, err := fossil.ParseJSON("line "+strconv.Itoa(line), sc.Bytes())
-		if !send(parsedLine{e, err}) {
+		item, err := ParseLine("line "+strconv.Itoa(line), sc.Bytes())
+		if !send(parsedLine{item, err}) {
 			return
 		}
 	}
@@ -130,4 +134,53 @@ func (h *Handler) parse(body io.Reader, out chan<- parsedLine, done <-chan struc
 		}
 		send(parsedLine{err: err})
 	}
+}
+
+// The members `fossil export` adds to each event, and the line of a
+// replacement record.
+var (
+	saltMember        = []byte(`,"fossilsalt":"`)
+	replacementPrefix = []byte(`{"fossilreplacement":`)
+)
+
+// ParseLine parses one line of an export: an event as the server serves
+// it, optionally followed by "fossilsalt" and "fossilleafhash" (base64)
+// when the export carries the tree, or {"fossilreplacement": {…}}, a
+// record of the replacement chain.
+func ParseLine(location string, line []byte) (store.ImportItem, error) {
+	if bytes.HasPrefix(line, replacementPrefix) {
+		var rec struct {
+			R *struct {
+				Index      int64     `json:"index"`
+				Number     int64     `json:"number"`
+				LeafHash   tlog.Hash `json:"leaf_hash"`
+				Chain      tlog.Hash `json:"chain"`
+				ReplacedAt time.Time `json:"replaced_at"`
+			} `json:"fossilreplacement"`
+		}
+		if err := json.Unmarshal(line, &rec); err != nil || rec.R == nil {
+			return store.ImportItem{}, fossil.Invalid(location, "not a replacement record")
+		}
+		r := store.Replacement(*rec.R)
+		return store.ImportItem{Replacement: &r}, nil
+	}
+	var leaf *tlog.Hash
+	var salt []byte
+	if i := bytes.LastIndex(line, saltMember); i > 0 {
+		var tree struct {
+			Salt []byte     `json:"fossilsalt"`
+			Leaf *tlog.Hash `json:"fossilleafhash"`
+		}
+		if err := json.Unmarshal(append([]byte{'{'}, line[i+1:]...), &tree); err != nil || tree.Leaf == nil {
+			return store.ImportItem{}, fossil.Invalid(location, "fossilsalt and fossilleafhash must be the last members, in base64")
+		}
+		leaf, salt = tree.Leaf, tree.Salt
+		line = append(line[:i:i], '}')
+	}
+	e, err := fossil.ParseJSON(location, line)
+	if err != nil {
+		return store.ImportItem{}, err
+	}
+	e.Salt = salt
+	return store.ImportItem{Event: e, Leaf: leaf}, nil
 }
