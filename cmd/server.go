@@ -118,12 +118,13 @@ func (s *Server) Run(ctx context.Context) error {
 		listener = st.NewListener()
 	}
 	s.notifier = notify.New(listener, notify.Config{
-		Channels: []string{store.ChannelEvents, store.ChannelReplaced, store.ChannelAcks, store.ChannelSchemas, store.ChannelSubscriptions},
+		Channels: store.Channels(),
 		Logger:   s.Logger,
 	})
 	if err := s.notifier.Start(s.streamCtx); err != nil {
 		return fmt.Errorf("start listener: %w", err)
 	}
+	st.OnCommitted(s.notifier.Notify) // this process hears its own commits at once
 	s.hub = feed.New(feed.Config{
 		Store:        st,
 		Broadcaster:  s.notifier,
@@ -298,7 +299,7 @@ func (s *Server) routes() *mux.Router {
 		Schemas:        s.schemas,
 	}).Register(r)
 	streamer.New(s.store, s.hub, s.Logger).Register(r)
-	consumer.New(consumer.Config{Store: s.store, Hub: s.hub, Broadcaster: s.notifier, Logger: s.Logger}).Register(r)
+	consumer.New(consumer.Config{Store: s.store, Hub: s.hub, Logger: s.Logger}).Register(r)
 	s.schemas.Register(r)
 	s.subs.Register(r)
 	s.proofs.Register(r)

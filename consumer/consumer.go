@@ -37,7 +37,6 @@ import (
 	"github.com/fossil-events/fossil/auth"
 	"github.com/fossil-events/fossil/feed"
 	"github.com/fossil-events/fossil/fossil"
-	"github.com/fossil-events/fossil/notify"
 	"github.com/fossil-events/fossil/problem"
 	"github.com/fossil-events/fossil/store"
 )
@@ -47,9 +46,6 @@ type Config struct {
 	Store  *store.Store
 	Hub    *feed.Hub
 	Logger *slog.Logger
-	// Broadcaster, when set, is told about acks right away, so writers
-	// waiting in this process need not wait for the database notification.
-	Broadcaster *notify.Broadcaster
 	// LeaseTTL is how long a crashed holder keeps a name; 0 means 5s.
 	LeaseTTL time.Duration
 }
@@ -306,12 +302,9 @@ func (h *Handler) handleAck(w http.ResponseWriter, r *http.Request) error {
 	if err := auth.CanConsume(r.Context(), req.ConsumerName); err != nil {
 		return err
 	}
-	number, err := h.cfg.Store.Ack(r.Context(), id, req.Source, req.ConsumerName)
-	if err != nil {
+	// The store tells this process's waiting writers (its post-commit hook).
+	if _, err := h.cfg.Store.Ack(r.Context(), id, req.Source, req.ConsumerName); err != nil {
 		return fmt.Errorf("ack %q: %w", id, err)
-	}
-	if h.cfg.Broadcaster != nil {
-		h.cfg.Broadcaster.Notify(store.ChannelAcks, store.AckPayload(number, req.ConsumerName))
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -218,6 +218,7 @@ func (s *Store) Ack(ctx context.Context, id, source, consumer string) (int64, er
 	if err != nil {
 		return 0, interpretError(err)
 	}
+	s.committed(ChannelAcks, AckPayload(number, consumer))
 	return number, nil
 }
 

@@ -18,10 +18,6 @@ VALUES ($1, $2::json, now())
 ON CONFLICT (type) DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at
 RETURNING (xmax = 0) AS created`
 
-// notifySchemaSQL wakes every process's schema registry. It runs inside the
-// writing transaction, so listeners wake only after the commit.
-const notifySchemaSQL = `SELECT pg_notify($1, $2)`
-
 // PutSchema stores doc, a JSON Schema document, as the schema of event type
 // typ, replacing any previous one, and notifies [ChannelSchemas] with typ as
 // payload in the same transaction. created reports whether typ had no
@@ -37,11 +33,14 @@ func (s *Store) PutSchema(ctx context.Context, typ string, doc []byte) (created 
 	if err != nil {
 		return false, interpretError(fmt.Errorf("put schema %q: %w", typ, err))
 	}
+	s.committed(ChannelSchemas, typ)
 	return created, nil
 }
 
+// notifySchema wakes every process's schema registry. It runs inside the
+// writing transaction, so listeners wake only after the commit.
 func notifySchema(ctx context.Context, tx DBTX, typ string) error {
-	_, err := tx.Exec(ctx, notifySchemaSQL, ChannelSchemas, typ)
+	_, err := tx.Exec(ctx, notifySQL, ChannelSchemas, typ)
 	return err
 }
 
@@ -73,6 +72,7 @@ func (s *Store) DeleteSchema(ctx context.Context, typ string) error {
 	if err != nil {
 		return interpretError(fmt.Errorf("delete schema %q: %w", typ, err))
 	}
+	s.committed(ChannelSchemas, typ)
 	return nil
 }
 

@@ -10,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -21,18 +23,56 @@ import (
 )
 
 // Notification channels. Payloads are hints; readers always re-read SQL.
-const (
-	ChannelEvents   = "fossil_events"   // payload: newest committed event number
-	ChannelReplaced = "fossil_replaced" // payload: comma-separated replaced event numbers
-	ChannelAcks     = "fossil_acks"     // payload: "<event number>:<consumer name>"
-	ChannelSchemas  = "fossil_schemas"  // payload: the CloudEvents type whose schema changed
+// Every channel is declared through channel(), so that [Channels] lists
+// them all for the LISTEN connection: there is no list to keep by hand.
+var (
+	ChannelEvents   = channel("fossil_events")   // payload: newest committed event number
+	ChannelReplaced = channel("fossil_replaced") // payload: comma-separated replaced event numbers
+	ChannelAcks     = channel("fossil_acks")     // payload: "<event number>:<consumer name>"
+	ChannelSchemas  = channel("fossil_schemas")  // payload: the CloudEvents type whose schema changed
 )
+
+// channels is the registry of notification channels, filled at package
+// initialisation.
+var channels []string
+
+// channel registers a notification channel and returns its name.
+func channel(name string) string {
+	channels = append(channels, name)
+	return name
+}
+
+// Channels returns every notification channel the store notifies on.
+func Channels() []string { return slices.Clone(channels) }
+
+// OnCommitted sets the post-commit hook: after a transaction of the store
+// that notified channel with payload commits, fn(channel, payload) runs in
+// this process, so that its own readers need not wait for the database's
+// notification (which poll-only mode never gets). Appended events have a
+// richer hook of their own, [AppenderConfig].CommittedFunc. Set it before
+// serving; nil turns it off.
+func (s *Store) OnCommitted(fn func(channel, payload string)) {
+	if fn == nil {
+		s.onCommitted.Store(nil)
+		return
+	}
+	s.onCommitted.Store(&fn)
+}
+
+// committed runs the post-commit hook, if any.
+func (s *Store) committed(channel, payload string) {
+	if fn := s.onCommitted.Load(); fn != nil {
+		(*fn)(channel, payload)
+	}
+}
 
 // Store is Fossil's PostgreSQL access layer. It is safe for concurrent use.
 type Store struct {
 	pool   *pgxpool.Pool
 	logger *slog.Logger
 	cat    catalogue // the stream catalogue of template reads
+
+	onCommitted atomic.Pointer[func(channel, payload string)] // see OnCommitted
 }
 
 // Config configures [Open].

@@ -13,7 +13,7 @@ import (
 
 // ChannelSubscriptions carries the id of a subscription whose definition,
 // state or parked list changed.
-const ChannelSubscriptions = "fossil_subscriptions"
+var ChannelSubscriptions = channel("fossil_subscriptions")
 
 // ErrLeaseLost is returned by [Store.FlushDispatch] when the caller no
 // longer holds the subscription's lease (it expired and another process
