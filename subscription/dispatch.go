@@ -46,6 +46,7 @@ type item struct {
 	lastErr   string
 	replay    bool // a parked event being replayed
 	persisted bool // has a pending row
+	added     time.Time
 	dirty     bool // its row must be written at the next flush
 	sending   bool
 	heapIndex int
@@ -355,7 +356,10 @@ func (d *dispatcher) read(ctx context.Context) error {
 		if !d.c.Filter.Match(c) {
 			continue
 		}
-		d.add(&item{cand: c, number: e.Number, stream: e.Stream, key: e.Stream, dirty: true})
+		if _, ok := d.pending[e.Number]; ok {
+			continue // restored from its pending row
+		}
+		d.add(&item{cand: c, number: e.Number, stream: e.Stream, key: e.Stream, dirty: true, added: time.Now()})
 	}
 	d.scanned = max(d.scanned, scanned)
 	if d.scanned >= head {
@@ -519,25 +523,43 @@ func (d *dispatcher) park(it *item, now time.Time) {
 
 // flush writes the changes since the last flush and renews the lease.
 func (d *dispatcher) flush(ctx context.Context) error {
-	_, err := d.flushGen(ctx)
+	_, err := d.flushState(ctx, true)
 	return err
 }
 
+// persistAfter is how long a pending event on its first attempt goes
+// without a pending row. Until it has one, the durable scan position stays
+// below it, so a crash re-reads it from the log (and may repeat deliveries
+// made after it, at most about this long's worth). In the common case an
+// event is delivered well within it and never touches the pending table.
+const persistAfter = time.Second
+
 func (d *dispatcher) flushGen(ctx context.Context) (int64, error) {
-	pos := d.scanned
+	return d.flushState(ctx, false)
+}
+
+// flushState writes the state; all writes a row for every pending event
+// (a clean stop), so the next holder repeats nothing.
+func (d *dispatcher) flushState(ctx context.Context, all bool) (int64, error) {
+	now := time.Now()
+	pos, durable := d.scanned, d.scanned
 	var upserts []store.PendingEvent
 	for _, it := range d.pending {
 		if it.replay {
 			continue
 		}
 		pos = min(pos, it.number-1)
+		if !all && !it.persisted && it.attempts == 0 && it.nextTry.IsZero() && now.Sub(it.added) < persistAfter {
+			durable = min(durable, it.number-1)
+			continue
+		}
 		if it.dirty || !it.persisted {
 			upserts = append(upserts, store.PendingEvent{Number: it.number, Stream: it.stream, Attempts: it.attempts, NextTry: it.nextTry, LastError: it.lastErr})
 		}
 	}
 	gen, err := d.m.cfg.Store.FlushDispatch(ctx, store.FlushParams{
 		ID: d.id, Holder: d.holder, LeaseTTL: d.m.cfg.LeaseTTL,
-		Position: pos, Scanned: d.scanned, Delivered: d.delivered, LastError: d.lastErr,
+		Position: pos, Scanned: durable, Delivered: d.delivered, LastError: d.lastErr,
 		Upsert: upserts, Delete: d.deletes, Park: d.parks, Unpark: d.unparks, Disable: d.disable,
 	})
 	if err != nil {

@@ -42,7 +42,7 @@ type Config struct {
 	// dispatcher polls the log, in case a notification was lost); 0 means 1s.
 	ScanInterval time.Duration
 	// FlushInterval is the most often a dispatcher writes its state while
-	// it changes; 0 means 20ms.
+	// it changes; 0 means 100ms.
 	FlushInterval time.Duration
 	// PageSize is the number of events per read; 0 means 1000.
 	PageSize int
@@ -82,7 +82,7 @@ func NewManager(cfg Config) *Manager {
 		cfg.ScanInterval = time.Second
 	}
 	if cfg.FlushInterval <= 0 {
-		cfg.FlushInterval = 20 * time.Millisecond
+		cfg.FlushInterval = 100 * time.Millisecond
 	}
 	if cfg.PageSize <= 0 {
 		cfg.PageSize = 1000
