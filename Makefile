@@ -7,7 +7,7 @@ LDFLAGS  := -X github.com/fossil-events/fossil/cmd.version=$(VERSION)
 PG_ADMIN_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
 .DEFAULT_GOAL := help
-.PHONY: help build test lint fuzz bench bench-go bench-scale db/reset db/reset-scale
+.PHONY: help build test lint fuzz chaos-subscriptions bench bench-go bench-scale db/reset db/reset-scale
 
 help: ## List the targets.
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_\/-]+:.*## / { printf "  %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -30,6 +30,9 @@ lint: ## golangci-lint if installed, else go vet and a gofmt check.
 
 fuzz: ## Every fuzz target for FUZZTIME each (default 60s; .ci/fuzz).
 	bash .ci/fuzz
+
+chaos-subscriptions: ## Crash tests of subscription delivery: SIGKILL the delivering process (real binaries; ~1 min).
+	$(GO) test -tags chaos -race -count=1 -run Chaos -timeout 10m ./subscription/
 
 bench: build ## Fossil vs raw PostgreSQL on this machine (bench/run.sh, a few minutes).
 	bench/run.sh

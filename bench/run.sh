@@ -310,3 +310,19 @@ d99=$(j delivery .delivery_latency.p99_ms)
 	echo "fossil shape=replay events_per_sec=$replay"
 	echo "fossil shape=idle subscribers=$idle_open rss_bytes=$idle_rss"
 } | tee -a "$OUT/summary.txt"
+
+# --- 4. subscriptions -----------------------------------------------------
+# Delivery to a local webhook answering 204 (20,000 events over 1,000
+# streams), commit→delivery at 1,000 events/s, and to NATS JetStream on
+# 127.0.0.1:4222 (20,000 events). Go benchmarks in package subscription, on
+# databases cloned on the same PostgreSQL server.
+say "subscriptions: webhook, latency at 1,000 events/s, NATS"
+if ! (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
+	die "subscriptions: NATS JetStream must listen on 127.0.0.1:4222 (nats-server -js)"
+fi
+FOSSIL_TEST_DATABASE_URL="$ADMIN_URL" go test -run=NONE -bench=BenchmarkSubscription -benchtime=1x -timeout 15m ./subscription/ 2>&1 |
+	grep -E '^(Benchmark|ok|FAIL)' | tee "$OUT/subscriptions.txt"
+awk '/^BenchmarkSubscriptionWebhook/ { printf "fossil shape=subscription-webhook events_per_sec=%.0f target=5000\n", $3 }
+     /^BenchmarkSubscriptionLatency/ { printf "fossil shape=subscription-latency p50_ms=%s p99_ms=%s target_p99_ms=100\n", $3, $5 }
+     /^BenchmarkSubscriptionNATS/    { printf "fossil shape=subscription-nats events_per_sec=%.0f target=20000\n", $3 }' \
+	"$OUT/subscriptions.txt" | tee -a "$OUT/summary.txt"
