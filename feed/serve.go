@@ -188,6 +188,11 @@ func (s *subscriber) step(ctx context.Context) (bool, error) {
 		if err := s.write(s.buf); err != nil {
 			return false, err
 		}
+		// The delivery lag of a catch-up read is as real as a live one:
+		// observed on both paths, from the newest event's commit time.
+		if s.hub.cfg.ObserveFunc != nil {
+			s.hub.cfg.ObserveFunc(len(events), time.Since(events[len(events)-1].CommittedAt))
+		}
 	}
 	return true, nil
 }

@@ -251,7 +251,8 @@ func (m *Metrics) ObserveGroup(requests, events int, took time.Duration, err err
 	m.eventsAppended.Add(float64(events))
 }
 
-// ObserveDelivery records one write of n events to a live SSE subscriber,
+// ObserveDelivery records one write of n events to an SSE subscriber (live
+// from the ring or catching up from SQL),
 // whose newest event was committed lag ago. It fits feed.Config.ObserveFunc.
 func (m *Metrics) ObserveDelivery(n int, lag time.Duration) {
 	m.delivered.Add(float64(n))
