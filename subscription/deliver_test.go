@@ -91,6 +91,26 @@ func TestWebhookDeliversMatchingEventsInStreamOrder(t *testing.T) {
 	if st := status(t, srv, id); st["lasterror"] != nil || st["parked"] != 0.0 {
 		t.Fatalf("status %v", st)
 	}
+	checkMetrics(t, srv,
+		fmt.Sprintf(`fossil_subscription_delivered_total{subscription=%q} %d`, id, len(want)),
+		fmt.Sprintf(`fossil_subscription_attempts_total{subscription=%q} %d`, id, len(want)),
+		fmt.Sprintf(`fossil_subscription_lag_events{subscription=%q} 0`, id),
+		fmt.Sprintf(`fossil_subscription_parked_events{subscription=%q} 0`, id),
+		`fossil_subscription_delivery_latency_seconds_count `+fmt.Sprint(len(want)))
+}
+
+// checkMetrics fails unless /metrics has each line.
+func checkMetrics(t *testing.T, srv *testserver.Server, lines ...string) {
+	t.Helper()
+	code, _, out := call(t, http.MethodGet, srv.URL+"/metrics", nil)
+	if code != http.StatusOK {
+		t.Fatalf("metrics: %d", code)
+	}
+	for _, l := range lines {
+		if !strings.Contains(string(out), "\n"+l+"\n") {
+			t.Errorf("metrics lack %q", l)
+		}
+	}
 }
 
 func TestWebhookRetriesParksAndReplays(t *testing.T) {
@@ -178,6 +198,12 @@ func TestWebhookRetriesParksAndReplays(t *testing.T) {
 	if st := status(t, srv, id); st["lasterror"] == nil {
 		t.Fatalf("status %v", st)
 	}
+	checkMetrics(t, srv,
+		fmt.Sprintf(`fossil_subscription_failures_total{reason="rejected",subscription=%q} 1`, id),
+		fmt.Sprintf(`fossil_subscription_failures_total{reason="retry",subscription=%q} 5`, id),
+		fmt.Sprintf(`fossil_subscription_failures_total{reason="throttled",subscription=%q} 2`, id),
+		fmt.Sprintf(`fossil_subscription_parked_total{subscription=%q} 2`, id),
+		fmt.Sprintf(`fossil_subscription_parked_events{subscription=%q} 2`, id))
 
 	// Unknown parked number → 404; replay delivers c and g again.
 	if code, _, _ := call(t, http.MethodDelete, srv.URL+"/subscriptions/"+id+"/parked/"+fmt.Sprint(b), nil); code != http.StatusNotFound {
