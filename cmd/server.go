@@ -23,6 +23,7 @@ import (
 	"github.com/fossil-events/fossil/metrics"
 	"github.com/fossil-events/fossil/migrations"
 	"github.com/fossil-events/fossil/notify"
+	"github.com/fossil-events/fossil/openapi"
 	"github.com/fossil-events/fossil/pgmanaged"
 	"github.com/fossil-events/fossil/problem"
 	"github.com/fossil-events/fossil/proof"
@@ -303,6 +304,7 @@ func (s *Server) routes() *mux.Router {
 	s.schemas.Register(r)
 	s.subs.Register(r)
 	s.proofs.Register(r)
+	openapi.Register(r)
 	importer.New(importer.Config{Store: s.store, Logger: s.Logger, MaxLine: 4*int(s.Config.MaxBody) + 64<<10}).Register(r)
 	return r
 }
