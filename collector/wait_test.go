@@ -1,7 +1,6 @@
 package collector_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -700,28 +699,21 @@ func runAcker(tb testing.TB, base, consumer, stream string) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line, ok := strings.CutPrefix(sc.Text(), "data: ")
-			if !ok {
-				continue
+		_ = testserver.ReadFrames(resp.Body, func(f testserver.Frame) error {
+			id, _ := f.Event["id"].(string)
+			source, _ := f.Event["source"].(string)
+			if id == "" {
+				return nil
 			}
-			var ev struct {
-				ID     string `json:"id"`
-				Source string `json:"source"`
-			}
-			if json.Unmarshal([]byte(line), &ev) != nil {
-				continue
-			}
-			body, _ := json.Marshal(map[string]string{"consumer_name": consumer, "source": ev.Source})
-			r, err := ackClient.Post(base+"/events/"+url.PathEscape(ev.ID)+"/ack", "application/json", bytes.NewReader(body))
+			body, _ := json.Marshal(map[string]string{"consumer_name": consumer, "source": source})
+			r, err := ackClient.Post(base+"/events/"+url.PathEscape(id)+"/ack", "application/json", bytes.NewReader(body))
 			if err != nil {
-				return
+				return err
 			}
 			_, _ = io.Copy(io.Discard, r.Body)
 			r.Body.Close()
-		}
+			return nil
+		}, nil)
 	}()
 	return func() {
 		cancel()

@@ -1,7 +1,6 @@
 package consumer_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -271,34 +270,20 @@ func tryOpenStream(base, path string, headers ...string) (*stream, response, err
 func (s *stream) read() {
 	defer close(s.done)
 	defer close(s.frames)
-	sc := bufio.NewScanner(s.resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 8<<20)
-	var f frame
-	var data string
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "":
-			if data != "" {
-				if err := json.Unmarshal([]byte(data), &f.data); err != nil {
-					s.setErr(fmt.Errorf("frame %d: %w", f.number, err))
-					return
-				}
-				s.frames <- f
-			}
-			f, data = frame{}, ""
-		case strings.HasPrefix(line, "id: "):
-			n, err := strconv.ParseInt(line[4:], 10, 64)
-			if err != nil {
-				s.setErr(fmt.Errorf("bad id line %q", line))
-				return
-			}
-			f.number = n
-		case strings.HasPrefix(line, "data: "):
-			data = line[6:]
+	s.setErr(testserver.ReadFrames(s.resp.Body, func(tf testserver.Frame) error {
+		if tf.Data == "" {
+			return nil
 		}
-	}
-	s.setErr(sc.Err())
+		n, err := strconv.ParseInt(tf.ID, 10, 64)
+		if err != nil {
+			return fmt.Errorf("bad id line %q", tf.ID)
+		}
+		if tf.Event == nil {
+			return fmt.Errorf("frame %d: data is not a JSON object: %s", n, tf.Data)
+		}
+		s.frames <- frame{number: n, data: tf.Event}
+		return nil
+	}, nil))
 }
 
 func (s *stream) setErr(err error) {

@@ -217,7 +217,26 @@ func (s *Server) OpenSSE(t testing.TB, path string, headers ...string) *SSE {
 func (s *SSE) read() {
 	defer close(s.done)
 	defer close(s.frames)
-	sc := bufio.NewScanner(s.Resp.Body)
+	err := ReadFrames(s.Resp.Body, func(f Frame) error {
+		s.frames <- f
+		return nil
+	}, func(string) {
+		s.mu.Lock()
+		s.comments++
+		s.mu.Unlock()
+	})
+	s.mu.Lock()
+	s.err = err
+	s.mu.Unlock()
+}
+
+// ReadFrames parses a text/event-stream body, the one SSE parser of the
+// tests: each event (an id line and data lines, ended by a blank line) goes
+// to frame with its data joined by newlines and, when it is JSON, decoded
+// into Event; each comment line (": keepalive") goes to comment, which may
+// be nil. It returns when r ends, with r's error, or with frame's.
+func ReadFrames(r io.Reader, frame func(Frame) error, comment func(string)) error {
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 8<<20)
 	var f Frame
 	var data []string
@@ -228,22 +247,22 @@ func (s *SSE) read() {
 			if f.ID != "" || len(data) > 0 {
 				f.Data = strings.Join(data, "\n")
 				_ = json.Unmarshal([]byte(f.Data), &f.Event)
-				s.frames <- f
+				if err := frame(f); err != nil {
+					return err
+				}
 			}
 			f, data = Frame{}, nil
 		case strings.HasPrefix(line, ":"):
-			s.mu.Lock()
-			s.comments++
-			s.mu.Unlock()
+			if comment != nil {
+				comment(line)
+			}
 		case strings.HasPrefix(line, "id: "):
 			f.ID = line[4:]
 		case strings.HasPrefix(line, "data: "):
 			data = append(data, line[6:])
 		}
 	}
-	s.mu.Lock()
-	s.err = sc.Err()
-	s.mu.Unlock()
+	return sc.Err()
 }
 
 // Comments returns how many comment lines arrived.
