@@ -5,19 +5,21 @@
 #
 # ADMIN_URL (default $PG_ADMIN_URL, else postgres://postgres@127.0.0.1:5432/postgres)
 # names a maintenance database on the server to measure; the role needs
-# CREATEDB. The script (re)creates the scratch database fossil_bench_raw,
-# creates Fossil's tables in it from migrations/0001_events.up.sql and the
-# indexes of migrations/0006_selective_reads.up.sql (so the row shape and
-# indexes are exactly Fossil's), and runs pgbench with the
-# custom scripts beside this file:
+# CREATEDB. The script (re)creates the scratch database fossil_bench_raw (or
+# $RAW_DB), creates Fossil's tables in it from migrations/0001_events.up.sql
+# and the indexes of migrations/0006_selective_reads.up.sql (so the row shape
+# and indexes are exactly Fossil's), and runs pgbench with the custom
+# scripts beside this file:
 #
 #   single   raw_single.sql     one-row INSERT transactions at 1, 16 and 64 clients
 #   batch100 raw_batch100.sql   100-row multi-row INSERTs at 16 clients
 #
-# Each shape starts from an empty table after a CHECKPOINT. Output: one
-# human-readable line per shape, then machine-readable lines:
+# Each shape starts from an empty table after a CHECKPOINT. pgbench logs
+# every transaction's latency (-l), from which the median and the 99th
+# percentile are taken. Output: one human-readable line per shape, then
+# machine-readable lines:
 #
-#   raw shape=single clients=16 rows_per_tx=1 seconds=15 tps=1234.5 rows_per_sec=1234.5
+#   raw shape=single clients=16 rows_per_tx=1 seconds=15 tps=1234.5 rows_per_sec=1234.5 p50_ms=1.234 p99_ms=5.678
 #
 # Environment: PGBENCH_SECONDS (default 15) per shape; DATA_BYTES (default
 # 500) of event data; RAW_SHAPES to run a subset, e.g. "single:16 batch100:16".
@@ -28,7 +30,7 @@ ADMIN_URL=${1:-${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}}
 SECS=${PGBENCH_SECONDS:-15}
 DATA_BYTES=${DATA_BYTES:-500}
 SHAPES=${RAW_SHAPES:-"single:1 single:16 single:64 batch100:16"}
-DB=fossil_bench_raw
+DB=${RAW_DB:-fossil_bench_raw}
 
 for tool in psql pgbench; do
 	if ! command -v "$tool" >/dev/null; then
@@ -54,6 +56,17 @@ psql -q -X -v ON_ERROR_STOP=1 "$RAW_URL" -f migrations/0001_events.up.sql -f mig
 pad=$(head -c $((DATA_BYTES > 56 ? DATA_BYTES - 56 : 0)) /dev/zero | tr '\0' 'a')
 rest="\"source\":\"/pgbench\",\"type\":\"bench.event\",\"datacontenttype\":\"application/json\",\"data\":{\"sent_ns\":1763823456789012345,\"writer\":1,\"pad\":\"$pad\"}}"
 
+LOGS=$(mktemp -d /tmp/fossil-pgbench.XXXXXX)
+trap 'rm -rf "$LOGS"' EXIT
+
+# The p-th percentile (0 < p < 1) of the latencies in pgbench's transaction
+# logs under $LOGS (third field, microseconds), in milliseconds.
+percentile() {
+	cat "$LOGS"/tx.* | awk '{ print $3 }' | sort -n | awk -v p="$1" '
+		{ v[NR] = $1 }
+		END { if (NR == 0) { print "-"; exit } i = int(p * NR + 0.999999); if (i < 1) i = 1; printf "%.3f\n", v[i] / 1000 }'
+}
+
 lines=()
 for shape in $SHAPES; do
 	name=${shape%%:*}
@@ -65,7 +78,8 @@ for shape in $SHAPES; do
 	esac
 	psql -q -X "$RAW_URL" -c "TRUNCATE fossil_events" -c "CHECKPOINT" >/dev/null
 	threads=$((clients < 2 ? clients : 2))
-	out=$(pgbench -n -M prepared -c "$clients" -j "$threads" -T "$SECS" -f "$script" -D "rest=$rest" "$RAW_URL" 2>&1) || {
+	rm -f "$LOGS"/tx.*
+	out=$(cd "$LOGS" && pgbench -n -M prepared -c "$clients" -j "$threads" -T "$SECS" -l --log-prefix=tx -f "$OLDPWD/$script" -D "rest=$rest" "$RAW_URL" 2>&1) || {
 		echo "$out" >&2
 		exit 1
 	}
@@ -77,7 +91,9 @@ for shape in $SHAPES; do
 	fi
 	rps=$(awk -v t="$tps" -v r="$rows" 'BEGIN { printf "%.1f", t * r }')
 	lat=$(printf '%s\n' "$out" | sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' | head -n1)
-	printf 'raw %-8s %3d clients  %10s rows/s  (%s tx/s, %s ms per tx)\n' "$name" "$clients" "$rps" "$tps" "${lat:-?}"
-	lines+=("raw shape=$name clients=$clients rows_per_tx=$rows seconds=$SECS tps=$tps rows_per_sec=$rps")
+	p50=$(percentile 0.5)
+	p99=$(percentile 0.99)
+	printf 'raw %-8s %3d clients  %10s rows/s  (%s tx/s, %s ms per tx, p50 %s ms, p99 %s ms)\n' "$name" "$clients" "$rps" "$tps" "${lat:-?}" "$p50" "$p99"
+	lines+=("raw shape=$name clients=$clients rows_per_tx=$rows seconds=$SECS tps=$tps rows_per_sec=$rps p50_ms=$p50 p99_ms=$p99")
 done
 printf '%s\n' "${lines[@]}"

@@ -7,6 +7,7 @@
 # 2. Fossil: bin/fossil server on the scratch database fossil_bench of the
 #    same PostgreSQL server, on 127.0.0.1 with a random port, and
 #    `fossil bench` for each target shape:
+#      lone      single events, 1 client (one append at a time), 1000 streams
 #      single    single events, 64 clients, 1000 streams
 #      batch     batches of 100 events, 16 clients, 1000 streams
 #      hot       single events, 64 clients, one hot stream
@@ -22,7 +23,9 @@
 # authentication if it answers, else a throwaway cluster started here from
 # the PostgreSQL binaries installed on this machine.
 #
-# Environment: BENCH_SECONDS (20) per Fossil shape, PGBENCH_SECONDS (15) per
+# Environment: BENCH_DB (fossil_bench) names the scratch databases (BENCH_DB
+# and BENCH_DB_raw), so that two runs on one server need not share them;
+# BENCH_SECONDS (20) per Fossil shape, PGBENCH_SECONDS (15) per
 # raw shape, BENCH_OUT (bin/bench) for JSON results, logs and profiles,
 # BENCH_PROFILE=0 to skip profiles, IDLE_SUBSCRIBERS (10000), FOSSIL_DB_PARAMS
 # (query parameters added to Fossil's DATABASE_URL, such as
@@ -36,6 +39,8 @@ OUT=${BENCH_OUT:-bin/bench}
 PROFILE=${BENCH_PROFILE:-1}
 IDLE=${IDLE_SUBSCRIBERS:-10000}
 export PGBENCH_SECONDS=${PGBENCH_SECONDS:-15}
+DB=${BENCH_DB:-fossil_bench}
+export RAW_DB=${DB}_raw
 export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -114,17 +119,20 @@ say "PostgreSQL $PG_VERSION at ${ADMIN_URL%%\?*}"
 say "raw PostgreSQL ceiling (pgbench, ${PGBENCH_SECONDS}s per shape)"
 bench/pgbench.sh "$ADMIN_URL" | tee "$OUT/raw.txt" | grep -v '^raw shape=' >&2
 raw() { # raw SHAPE CLIENTS -> rows/s
-	sed -n "s/^raw shape=$1 clients=$2 .*rows_per_sec=\([0-9.]*\)$/\1/p" "$OUT/raw.txt"
+	sed -n "s/^raw shape=$1 clients=$2 .*rows_per_sec=\([0-9.]*\).*$/\1/p" "$OUT/raw.txt"
+}
+raw_lat() { # raw_lat SHAPE CLIENTS p50|p99 -> ms
+	sed -n "s/^raw shape=$1 clients=$2 .* $3_ms=\([0-9.-]*\).*$/\1/p" "$OUT/raw.txt"
 }
 
 # --- 2. Fossil ------------------------------------------------------------
 [ -x bin/fossil ] || go build -o bin/fossil .
-FOSSIL_DB_URL=$(db_url "$ADMIN_URL" fossil_bench)
+FOSSIL_DB_URL=$(db_url "$ADMIN_URL" "$DB")
 if [ -n "${FOSSIL_DB_PARAMS:-}" ]; then # e.g. plan_cache_mode=force_custom_plan
 	case $FOSSIL_DB_URL in *\?*) FOSSIL_DB_URL="$FOSSIL_DB_URL&$FOSSIL_DB_PARAMS" ;; *) FOSSIL_DB_URL="$FOSSIL_DB_URL?$FOSSIL_DB_PARAMS" ;; esac
 	say "Fossil's database URL carries $FOSSIL_DB_PARAMS"
 fi
-psql -X -q -v ON_ERROR_STOP=1 "$ADMIN_URL" -c "DROP DATABASE IF EXISTS fossil_bench WITH (FORCE)" -c "CREATE DATABASE fossil_bench" >/dev/null
+psql -X -q -v ON_ERROR_STOP=1 "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
 
 # 10,000 idle streams need as many descriptors in the server and in the bench.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -173,6 +181,7 @@ shape() {
 
 half=$((S / 2))
 quarter=$((S / 4))
+shape lone "$quarter" "$half" cpu -- --clients 1 --streams 1000 --duration "${S}s"
 shape single "$quarter" "$half" cpu -- --clients 64 --streams 1000 --duration "${S}s"
 shape batch "$quarter" "$half" cpu -- --clients 16 --batch 100 --streams 1000 --duration "${S}s"
 shape hot "$quarter" "$half" cpu -- --clients 64 --streams 1 --duration "${S}s"
@@ -226,9 +235,12 @@ server_view() {
 }
 
 raw1=$(raw single 1)
+raw1_p50=$(raw_lat single 1 p50)
+raw1_p99=$(raw_lat single 1 p99)
 raw16=$(raw single 16)
 raw64=$(raw single 64)
 rawb=$(raw batch100 16)
+lone=$(j lone .events_per_second)
 single=$(j single .events_per_second)
 batch=$(j batch .events_per_second)
 hot=$(j hot .events_per_second)
@@ -247,11 +259,12 @@ num() { calc "printf \"%.0f\", $1"; }
 
 errors_of() { j "$1" '[.errors[]?] | add // 0'; }
 total_errors=0
-for s in single batch hot delivery replay idle; do
+for s in lone single batch hot delivery replay idle; do
 	total_errors=$((total_errors + $(errors_of "$s")))
 done
 
 s99=$(j single .append_latency.p99_ms)
+l50=$(j lone .append_latency.p50_ms)
 d50=$(j delivery .delivery_latency.p50_ms)
 d99=$(j delivery .delivery_latency.p99_ms)
 
@@ -266,6 +279,8 @@ d99=$(j delivery .delivery_latency.p99_ms)
 		lat=$(j "$5" '"\(.append_latency.p50_ms)/\(.append_latency.p95_ms)/\(.append_latency.p99_ms)"')
 		printf '%-34s %12s %14s %9s %26s  %s\n' "$1" "$(num "$2")" "$3" "$4" "$lat" "$6"
 	}
+	row "single events, 1 client" "$lone" "$(num "$raw1") (1c)" "$(ratio "$lone" "$raw1")" lone \
+		"≥0.8× raw(1c), p50≤0.5ms: $(yesno "$lone >= 0.8 * $raw1 && $l50 <= 0.5")"
 	row "single events, 64 clients, 1000 st" "$single" "$(num "$raw16") (16c)" "$(ratio "$single" "$raw16")" single \
 		"≥1.3× raw(16c), ≥12,000/s, p99<50ms: $(yesno "$single >= 1.3 * $raw16 && $single >= 12000 && $s99 < 50")"
 	row "batches of 100, 16 clients" "$batch" "$(num "$rawb") (16c)" "$(ratio "$batch" "$rawb")" batch \
@@ -287,13 +302,14 @@ d99=$(j delivery .delivery_latency.p99_ms)
 	printf '%-34s %s\n' "server commit→write (/metrics)" "p50 ≤ ${lag50} ms, p99 ≤ ${lag99} ms (upper bounds of histogram buckets)"
 	printf '%-34s %s\n' "catch-up replay, 1 subscriber" "$(num "$replay") events/s over $(j replay '.replay.events // 0') events — ≥100,000/s: $(yesno "$replay >= 100000")"
 	printf '%-34s %s\n' "$IDLE idle SSE subscribers" "$idle_open open, server RSS $(calc "printf \"%.0f\", $idle_rss / 1048576") MiB (idle server: $(calc "printf \"%.0f\", $idle_base / 1048576") MiB) — <1 GiB: $(yesno "$idle_open >= $IDLE && $idle_rss > 0 && $idle_rss < 1073741824")"
+	printf '%-34s %s\n' "raw 1-client INSERT tx latency" "p50 ${raw1_p50} ms, p99 ${raw1_p99} ms (pgbench -c 1)"
 	printf '%-34s %s\n' "raw single-row INSERT tx" "1 client $(num "$raw1")/s, 16 clients $(num "$raw16")/s, 64 clients $(num "$raw64")/s"
 	printf '%-34s %s\n' "errors during the Fossil runs" "$total_errors"
 	echo
 	echo
 	echo "server view of each shape (deltas of /metrics):"
 	printf '  %-9s %8s %12s %12s %16s\n' shape groups "events/group" "ms/group" "server CPU %"
-	for s in single batch hot delivery replay; do
+	for s in lone single batch hot delivery replay; do
 		printf '  %-9s %8s %12s %12s %16s\n' "$s" $(server_view "$s")
 	done
 	echo "load average (1/5/15 min) at the start: $LOAD_START, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -303,7 +319,7 @@ d99=$(j delivery .delivery_latency.p99_ms)
 # Machine-readable lines.
 {
 	grep '^raw shape=' "$OUT/raw.txt"
-	for s in single batch hot delivery; do
+	for s in lone single batch hot delivery; do
 		echo "fossil shape=$s events_per_sec=$(j $s .events_per_second) p50_ms=$(j $s .append_latency.p50_ms) p95_ms=$(j $s .append_latency.p95_ms) p99_ms=$(j $s .append_latency.p99_ms) errors=$(errors_of $s)"
 	done
 	echo "fossil shape=delivery delivery_p50_ms=$d50 delivery_p99_ms=$d99 server_lag_p50_ms=$lag50 server_lag_p99_ms=$lag99"
