@@ -116,10 +116,24 @@ func (st *groupState) treeComplete() bool { return st.treeSize == st.loadedHead 
 
 const lockHeadSQL = `SELECT last_number, tree_size, tree_edge, replacements, replacement_chain FROM fossil_head FOR UPDATE`
 
-// checkHeadSQL fails with division_by_zero unless the head is $1 and the
-// tree size $2. Run after lockHeadSQL in the same transaction, it sees the
-// latest committed head.
-const checkHeadSQL = `SELECT 1 / (last_number = $1 AND tree_size = $2)::int FROM fossil_head`
+// advanceHeadSQL is the first statement of a group planned from the head
+// cache: it takes the head row lock, checks that the head is still $2 and
+// the tree size $3, and moves the head to $1, or fails with
+// division_by_zero when either has moved. An UPDATE that waited for the
+// lock evaluates its expression on the row as the other transaction
+// committed it, so it sees the latest head.
+const advanceHeadSQL = `UPDATE fossil_head SET last_number = $1 / (last_number = $2 AND tree_size = $3)::int`
+
+// advanceHeadTreeSQL is advanceHeadSQL for a group that hashed its events
+// into the tree: it also moves the tree to the new edge $4 and, only once
+// the head row is locked and checked, stores the new hashes (one run from
+// $5).
+const advanceHeadTreeSQL = `
+WITH h AS (
+  UPDATE fossil_head SET last_number = $1 / (last_number = $2 AND tree_size = $3)::int, tree_size = $1, tree_edge = $4
+  RETURNING 1
+)
+INSERT INTO fossil_tree_hashes (first_index, hashes) SELECT $5, $6 FROM h`
 
 const streamHeadsSQL = `SELECT name, last_sequence FROM fossil_streams WHERE name = ANY($1::text[])`
 
@@ -196,10 +210,11 @@ func (s *Store) appendGroup(ctx context.Context, reqs []*AppendRequest, optimist
 	return outcomes, st, nil
 }
 
-// cachedGroupTx runs a group planned from the head cache in one round trip:
-// BEGIN, the head lock, a check that the head is still the one the cache
-// knows (so no other process has written since this one's last commit, and
-// the cached stream heads are exact), the writes and COMMIT. Nothing is sent
+// cachedGroupTx runs a group planned from the head cache in one round trip
+// and one implicit transaction: the head lock with a check that the head
+// is still the one the cache knows (so no other process has written since
+// this one's last commit, and the cached stream heads are exact), the
+// writes, and the commit at the end of the pipeline. Nothing is sent
 // when a decision needs stored events ([errNeedLookup]); a stale cache fails
 // the check, or the unique index on (stream, sequence) when a stream the
 // cache took for new exists, and the transaction rolls back
@@ -210,7 +225,11 @@ func cachedGroupTx(ctx context.Context, conn *pgxpool.Conn, reqs []*AppendReques
 		return nil, err
 	}
 	if err := st.write(ctx, conn.Conn()); err != nil {
-		rollback(ctx, conn)
+		if _, ok := errors.AsType[*pgconn.PgError](err); !ok {
+			// Not a statement error, which would have ended the implicit
+			// transaction: the connection's state is unknown.
+			rollback(ctx, conn)
+		}
 		return nil, err
 	}
 	return outcomes, nil
@@ -454,15 +473,49 @@ UPDATE fossil_head SET last_number = $1, tree_size = $1, tree_edge = $2`
 
 const notifySQL = `SELECT pg_notify($1, $2)`
 
-// write sends every change of the group and the COMMIT in one round trip.
+// write sends every change of the group and the commit in one round trip.
 // Statements of a batch run in one pipeline: after an error the server
-// skips the rest, COMMIT included, and the caller rolls back.
+// skips the rest.
+//
+// A group that took the long way is in the transaction its reads began:
+// the batch ends with COMMIT, and after an error the caller rolls back.
+// A group planned from the head cache is sent as one implicit transaction
+// instead (everything up to the pipeline's Sync commits or rolls back as
+// one, so it needs neither BEGIN nor COMMIT, and an error leaves nothing to
+// roll back): advanceHeadSQL (or advanceHeadTreeSQL) first, which takes the
+// lock, checks the head and moves it, then the reads of streams the cache
+// did not know, then the writes. A group of one event is thus four
+// statements in one round trip. A planned group with nothing to write (each
+// request failed a check that needs no stored state) sends nothing.
 func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
+	if st.fromCache && len(st.inserts) == 0 {
+		return nil
+	}
+	// The group's rows are final once its events are hashed into the tree
+	// (when the tree holds the whole log; otherwise the tree builder will).
+	loadedTree := st.treeSize
+	hashed := len(st.inserts) > 0 && st.treeComplete()
+	var first int64
+	var run []byte
+	if hashed {
+		start := time.Now()
+		var err error
+		first, run, err = st.hashTree()
+		st.hashed = max(time.Since(start), time.Nanosecond)
+		if err != nil {
+			return err
+		}
+	}
 	batch := &pgx.Batch{}
 	if st.fromCache {
-		batch.Queue("BEGIN")
-		batch.Queue(lockHeadSQL)
-		batch.Queue(checkHeadSQL, st.loadedHead, st.treeSize)
+		if len(st.inserts) == 0 {
+			return nil
+		}
+		if hashed {
+			batch.Queue(advanceHeadTreeSQL, st.head, st.loadedHead, loadedTree, st.tree.Bytes(), first, run)
+		} else {
+			batch.Queue(advanceHeadSQL, st.head, st.loadedHead, loadedTree)
+		}
 		st.unknown.queue(batch)
 	}
 	if n := len(st.inserts); n > 0 {
@@ -491,15 +544,11 @@ func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
 			lasts = append(lasts, st.streams[name])
 		}
 		batch.Queue(upsertStreamsSQL, names, lasts)
-		if st.treeComplete() {
-			start := time.Now()
-			first, run, err := st.hashTree()
-			st.hashed = max(time.Since(start), time.Nanosecond)
-			if err != nil {
-				return err
-			}
+		switch {
+		case st.fromCache:
+		case hashed:
 			batch.Queue(updateHeadTreeSQL, st.head, st.tree.Bytes(), first, run)
-		} else {
+		default:
 			batch.Queue(updateHeadSQL, st.head)
 		}
 		batch.Queue(notifySQL, ChannelEvents, strconv.FormatInt(st.head, 10))
@@ -536,16 +585,18 @@ func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
 		batch.Queue(notifySQL, ChannelReplaced, strings.Join(list, ","))
 	}
 	var tag pgconn.CommandTag
-	batch.Queue("COMMIT").Exec(func(ct pgconn.CommandTag) error {
-		tag = ct
-		return nil
-	})
+	if !st.fromCache {
+		batch.Queue("COMMIT").Exec(func(ct pgconn.CommandTag) error {
+			tag = ct
+			return nil
+		})
+	}
 	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) {
 			switch {
-			case st.fromCache && pgErr.Code == "22012": // division_by_zero: checkHeadSQL failed
-				return fmt.Errorf("write events: %w: the head moved", errStaleCache)
+			case st.fromCache && pgErr.Code == "22012": // division_by_zero: advanceHeadSQL found the head moved
+				return fmt.Errorf("write events: %w: the head moved: %w", errStaleCache, err)
 			case st.fromCache && pgErr.Code == "23505" && pgErr.ConstraintName == "fossil_events_stream_sequence_key":
 				return fmt.Errorf("write events: %w: %w", errStaleCache, err)
 			case !st.lookedUp && pgErr.Code == "23505" && pgErr.ConstraintName == "fossil_events_id_source_key":
@@ -554,7 +605,7 @@ func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
 		}
 		return fmt.Errorf("write events: %w", err)
 	}
-	if tag.String() != "COMMIT" {
+	if !st.fromCache && tag.String() != "COMMIT" {
 		// COMMIT of a transaction that failed answers ROLLBACK.
 		return fmt.Errorf("write events: transaction rolled back (%s)", tag.String())
 	}

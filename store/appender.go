@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fossil-events/fossil/fossil"
@@ -40,6 +41,12 @@ type AppenderConfig struct {
 // ("group commit"): one transaction, one fsync and one notification serve
 // every request that arrived while the previous group was committing.
 //
+// A request that finds the appender idle (nothing queued, nothing being
+// written) is a group of one: the caller runs it itself, at once, without
+// the hand-off to the appender goroutine and back. Requests that arrive
+// meanwhile queue up and form the next group, committed by the appender
+// goroutine as soon as the lone one has committed.
+//
 // Guarantees: an Append returns success only after its events are durably
 // committed; event numbers are dense and assigned in commit order, also
 // across processes (the head row lock serialises appenders); a request that
@@ -51,14 +58,21 @@ type Appender struct {
 	logger *slog.Logger
 
 	queue chan *pendingAppend
+	// kick wakes the appender goroutine after a request was queued.
+	kick chan struct{}
+	// inflight counts the requests between their Append and their answer;
+	// a request that makes it 1 runs alone in its caller's goroutine.
+	inflight atomic.Int64
+	// writer is held while a group runs, by the appender goroutine or by
+	// a caller running a lone request; it guards lookups and cache.
+	writer sync.Mutex
 	// lookups counts the next groups that read their stored events up
-	// front (see [Store.appendGroup]); only the appender goroutine uses it.
+	// front (see [Store.appendGroup]).
 	lookups cooldown
-	// cache lets groups commit in one round trip (see headCache); only the
-	// appender goroutine uses it.
+	// cache lets groups commit in one round trip (see headCache).
 	cache *headCache
 
-	mu      sync.RWMutex // guards closed against sends on queue
+	mu      sync.RWMutex // guards closed against sends on queue; held by lone requests
 	closed  bool
 	stopped chan struct{}
 }
@@ -85,6 +99,7 @@ func NewAppender(s *Store, cfg AppenderConfig) *Appender {
 		cfg:     cfg,
 		logger:  s.logger.With("component", "appender"),
 		queue:   make(chan *pendingAppend, cfg.QueueSize),
+		kick:    make(chan struct{}, 1),
 		cache:   newHeadCache(),
 		stopped: make(chan struct{}),
 	}
@@ -116,10 +131,26 @@ func (a *Appender) Append(ctx context.Context, req *AppendRequest) (*AppendResul
 		a.mu.RUnlock()
 		return nil, errAppenderClosed
 	}
+	if a.inflight.Add(1) == 1 {
+		// Nothing is queued or being written: a group of one, run here.
+		// The read lock keeps Close waiting until it has committed.
+		a.writer.Lock()
+		a.commit([]*pendingAppend{p}, len(req.Events))
+		a.writer.Unlock()
+		a.inflight.Add(-1)
+		a.mu.RUnlock()
+		out := <-p.done
+		return out.res, out.err
+	}
 	select {
 	case a.queue <- p:
+		select {
+		case a.kick <- struct{}{}:
+		default: // a wake-up is pending already
+		}
 		a.mu.RUnlock()
 	case <-ctx.Done():
+		a.inflight.Add(-1)
 		a.mu.RUnlock()
 		return nil, ctx.Err()
 	}
@@ -138,35 +169,53 @@ func (a *Appender) Close() {
 	if !a.closed {
 		a.closed = true
 		close(a.queue)
+		close(a.kick)
 	}
 	a.mu.Unlock()
 	<-a.stopped
 }
 
+// run is the appender goroutine: woken after requests were queued, it
+// takes the writer (waiting for a lone request to commit first) and
+// commits the queue group by group until it is empty. Requests stay in
+// the queue until then, so that every one that arrives in the meantime
+// joins the next group.
 func (a *Appender) run() {
 	defer close(a.stopped)
 	group := make([]*pendingAppend, 0, 256)
+	for range a.kick {
+		a.drain(group)
+	}
+	// Close closed the queue after the last request was queued.
+	a.drain(group)
+}
+
+// drain commits the queued requests, group by group, until the queue is
+// empty.
+func (a *Appender) drain(group []*pendingAppend) {
+	a.writer.Lock()
+	defer a.writer.Unlock()
 	for {
-		p, ok := <-a.queue
-		if !ok {
-			return
-		}
-		group = append(group[:0], p)
-		events := len(p.req.Events)
-	drain:
+		group = group[:0]
+		events := 0
+	take:
 		for events < a.cfg.MaxGroupEvents {
 			select {
 			case p, ok := <-a.queue:
 				if !ok {
-					break drain
+					break take
 				}
 				group = append(group, p)
 				events += len(p.req.Events)
 			default:
-				break drain
+				break take
 			}
 		}
+		if len(group) == 0 {
+			return
+		}
 		a.commit(group, events)
+		a.inflight.Add(-int64(len(group)))
 	}
 }
 
