@@ -537,6 +537,95 @@ func TestAppenderGroupIsolation(t *testing.T) {
 	}
 }
 
+// TestAppenderLoneAndQueued: a request that finds the appender idle runs
+// alone in its caller; requests arriving meanwhile queue up and commit as
+// the next group, after it. Close waits for a lone request in flight and
+// commits what was queued before it; the log stays dense and in order.
+func TestAppenderLoneAndQueued(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var groups []int
+	b := setupAppend(t, AppenderConfig{ObserveFunc: func(requests, _ int, _ time.Duration, _ error) {
+		mu.Lock()
+		groups = append(groups, requests)
+		mu.Unlock()
+	}})
+	ctx := context.Background()
+	// One writer at a time: every request is a group of one.
+	for i := range 20 {
+		res, err := b.appender.Append(ctx, &AppendRequest{Stream: "lone", Events: events(testEvent(fmt.Sprintf("lone-%d", i), "x"))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := res.Events[0]; p.Number != int64(i+1) || p.Sequence != int64(i+1) {
+			t.Fatalf("append %d landed at %+v", i, p)
+		}
+	}
+
+	// A lone request waits for the head lock; the next ones queue behind it.
+	release := b.holdHead(t)
+	type result struct {
+		res *AppendResult
+		err error
+	}
+	const queued = 5
+	results := make(chan result, queued+1)
+	send := func(id string) {
+		res, err := b.appender.Append(ctx, &AppendRequest{Stream: "lone", Events: events(testEvent(id, "x"))})
+		results <- result{res, err}
+	}
+	go send("first")
+	waitFor(t, func() bool { return lockWaiters(t, b) == 1 })
+	if n := len(b.appender.queue); n != 0 {
+		t.Fatalf("%d requests queued; the lone request should run in its caller", n)
+	}
+	for i := range queued {
+		go send(fmt.Sprintf("queued-%d", i))
+	}
+	b.waitQueued(t, queued)
+	closed := make(chan struct{})
+	go func() {
+		b.appender.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a request was being committed")
+	case <-time.After(50 * time.Millisecond):
+	}
+	release()
+	<-closed
+	numbers := map[int64]string{}
+	for range queued + 1 {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("append accepted before Close failed: %v", r.err)
+		}
+		p := r.res.Events[0]
+		numbers[p.Number] = p.ID
+		if p.Sequence != p.Number {
+			t.Errorf("%s: number %d sequence %d, want them equal in a one-stream log", p.ID, p.Number, p.Sequence)
+		}
+	}
+	if numbers[21] != "first" {
+		t.Errorf("number 21 went to %q, want the lone request that came first", numbers[21])
+	}
+	b.requireDense(t, 20+queued+1)
+	mu.Lock()
+	defer mu.Unlock()
+	for i, g := range groups[:21] {
+		if g != 1 {
+			t.Errorf("group %d held %d requests, want 1 (groups %v)", i, g, groups)
+		}
+	}
+	if len(groups) != 22 || groups[21] != queued {
+		t.Errorf("groups %v: want 21 groups of one, then the %d queued requests as one group", groups, queued)
+	}
+	if _, err := b.appender.Append(ctx, &AppendRequest{Stream: "lone", Events: events(testEvent("late", "x"))}); !errors.Is(err, fossil.ErrUnavailable) {
+		t.Errorf("append after Close: %v, want ErrUnavailable", err)
+	}
+}
+
 // TestAppenderCancelledAndClosed: a request whose context ended is not
 // stored and consumes no number; after Close, appends fail with
 // ErrUnavailable and Close may be called again.
