@@ -10,17 +10,18 @@ import (
 // headCache lets a group commit in one round trip instead of two. It holds
 // the log head after this process's last commit and the last sequence of
 // the streams this process has read or written since, which are exact for
-// as long as the head has not moved: a group planned from it sends BEGIN,
-// the head lock, a check that the head is unchanged, the writes and COMMIT
-// in one batch (see [cachedGroupTx]). Any doubt sends the group the long
-// way, which reads under the lock and refreshes the cache.
+// as long as the head has not moved: a group planned from it sends the
+// head lock with a check that the head is unchanged, and the writes, as
+// one implicit transaction in one batch (see [cachedGroupTx]). Any doubt
+// sends the group the long way, which reads under the lock and refreshes
+// the cache.
 //
 // The streams are kept in least-recently-used order and the oldest is
 // forgotten when the cache is full, so the streams in use stay known
 // however many streams the log holds.
 //
-// A nil *headCache is valid and never plans a group. Only the appender
-// goroutine uses it.
+// A nil *headCache is valid and never plans a group. Only the holder of
+// the appender's writer lock uses it.
 type headCache struct {
 	valid   bool
 	head    int64
@@ -47,7 +48,7 @@ const (
 const cooldownGroups = 64
 
 // cooldown counts the next groups that take the careful way. Only the
-// appender's goroutine uses it.
+// holder of the appender's writer lock uses it.
 type cooldown int
 
 // start makes the next cooldownGroups groups careful.
