@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/fossil-events/fossil/fossil"
 	"github.com/fossil-events/fossil/store"
 	"github.com/fossil-events/fossil/subscription/sink"
 )
@@ -138,7 +139,11 @@ func (d *dispatcher) run(ctx context.Context) {
 	switch {
 	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, errStop):
 	case errors.Is(err, store.ErrLeaseLost):
-		d.logger.WarnContext(bg, "subscription lease lost; another process delivers it now")
+		if _, gerr := d.m.cfg.Store.GetSubscription(bg, d.id); errors.Is(gerr, fossil.ErrNotFound) {
+			d.logger.InfoContext(bg, "subscription deleted; delivery stopped")
+		} else {
+			d.logger.WarnContext(bg, "subscription lease lost; another process delivers it now")
+		}
 	case errors.Is(err, errReload), errors.Is(err, errDisabled):
 	default:
 		d.logger.WarnContext(bg, "subscription dispatcher stopped", "error", err)
@@ -176,7 +181,10 @@ func (d *dispatcher) loop(ctx, sendCtx context.Context) error {
 				return errReload
 			}
 			if d.disable {
-				d.logger.WarnContext(ctx, "subscription disabled: the sink answered 410 Gone", "lasterror", deref(d.lastErr))
+				// Written: the final flush must not write it again, since
+				// a PUT may re-enable the subscription in between.
+				d.disable = false
+				d.logger.WarnContext(ctx, "subscription disabled: the sink answered 410 Gone")
 				return errDisabled
 			}
 			continue
@@ -233,13 +241,6 @@ func (d *dispatcher) loop(ctx, sendCtx context.Context) error {
 			}
 		}
 	}
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }
 
 // load restores the position, the pending events and the replays.

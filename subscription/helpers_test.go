@@ -17,10 +17,13 @@ import (
 	"github.com/fossil-events/fossil/internal/testserver"
 )
 
-// fast shortens retries and leases so scripted failures take milliseconds.
+// fast shortens retries and leases so scripted failures take milliseconds,
+// and keeps each server's pool small: the tests of this package run in
+// parallel, several servers each, on one PostgreSQL.
 func fast(c *cmd.Config) {
 	c.SubscriptionBackoff = 20 * time.Millisecond
 	c.SubscriptionLease = time.Second
+	c.MaxConns = 6
 }
 
 // call sends a JSON request and returns status, headers and body.
