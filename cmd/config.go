@@ -24,6 +24,7 @@ type Config struct {
 	SSEKeepalive      time.Duration // FOSSIL_SSE_KEEPALIVE
 	SSEWriteTimeout   time.Duration // FOSSIL_SSE_WRITE_TIMEOUT; a client that does not read for this long is disconnected
 	MaxBody           int64         // FOSSIL_MAX_BODY
+	BodyTimeout       time.Duration // FOSSIL_BODY_TIMEOUT; how long a request body may take to arrive
 	WaitTimeout       time.Duration // FOSSIL_WAIT_TIMEOUT; default wait-for-ack timeout
 	MaxWaitTimeout    time.Duration // FOSSIL_MAX_WAIT_TIMEOUT; cap on wait-for-ack timeouts
 	AppendTimeout     time.Duration // FOSSIL_APPEND_TIMEOUT; how long /collect waits for its commit
@@ -56,6 +57,7 @@ func DefaultConfig() Config {
 		SSEKeepalive:      15 * time.Second,
 		SSEWriteTimeout:   30 * time.Second,
 		MaxBody:           1 << 20,
+		BodyTimeout:       30 * time.Second,
 		WaitTimeout:       5 * time.Second,
 		MaxWaitTimeout:    60 * time.Second,
 		AppendTimeout:     15 * time.Second,
@@ -93,6 +95,8 @@ func (c *Config) Validate() error {
 		return &ConfigError{"sse-write-timeout", errors.New("must be positive")}
 	case c.MaxBody < 64<<10:
 		return &ConfigError{"max-body", errors.New("must be at least 65536 bytes")}
+	case c.BodyTimeout <= 0:
+		return &ConfigError{"body-timeout", errors.New("must be positive")}
 	case c.WaitTimeout <= 0 || c.MaxWaitTimeout < c.WaitTimeout:
 		return &ConfigError{"wait-timeout", errors.New("must be positive and at most max-wait-timeout")}
 	case c.AppendTimeout <= 0:
@@ -188,6 +192,7 @@ func (c *Config) bindFlags(fs *flag.FlagSet, env envLookup) error {
 	dur(&c.SSEWriteTimeout, "sse-write-timeout", "FOSSIL_SSE_WRITE_TIMEOUT", "how long an SSE client may stop reading before it is disconnected (it resumes with Last-Event-Id)")
 	maxBody := int(c.MaxBody)
 	integer(&maxBody, "max-body", "FOSSIL_MAX_BODY", "largest accepted request body in bytes")
+	dur(&c.BodyTimeout, "body-timeout", "FOSSIL_BODY_TIMEOUT", "how long a request body may take to arrive after its headers; slower clients get 408")
 	dur(&c.WaitTimeout, "wait-timeout", "FOSSIL_WAIT_TIMEOUT", "default wait-for-ack timeout")
 	dur(&c.MaxWaitTimeout, "max-wait-timeout", "FOSSIL_MAX_WAIT_TIMEOUT", "cap on wait-for-ack timeouts")
 	dur(&c.AppendTimeout, "append-timeout", "FOSSIL_APPEND_TIMEOUT", "how long /collect waits for its commit before answering 503")

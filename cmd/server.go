@@ -185,9 +185,9 @@ func (s *Server) Run(ctx context.Context) error {
 
 	router := s.routes()
 	s.http = &http.Server{
-		Handler:           withRequestID(recoverPanics(s.Logger, s.auth.Middleware(router))),
+		Handler:           withRequestID(recoverPanics(s.Logger, bodyDeadline(cfg.BodyTimeout, s.auth.Middleware(router)))),
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       0, // bodies are bounded by MaxBytesReader; SSE has no body
+		ReadTimeout:       0, // bodies: bodyDeadline (a server-wide read timeout would cut SSE streams)
 		WriteTimeout:      0, // SSE streams are long; other handlers bound themselves
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,

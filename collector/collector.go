@@ -108,6 +108,9 @@ func (h *Handler) handleCollect(w http.ResponseWriter, r *http.Request) (err err
 	if len(waits) > 0 && h.cfg.Broadcaster == nil {
 		return fmt.Errorf("%w: waiting for consumers is not available", fossil.ErrUnavailable)
 	}
+	if err := CheckContentLength(r, h.cfg.MaxBody); err != nil {
+		return err
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, h.cfg.MaxBody)
 	decoded, err := Decode(r)
 	if err != nil {

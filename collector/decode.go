@@ -19,6 +19,7 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
 	"github.com/fossil-events/fossil/fossil"
+	"github.com/fossil-events/fossil/problem"
 )
 
 // Media types of the structured and batched content modes.
@@ -86,20 +87,34 @@ func readBody(r *http.Request) ([]byte, error) {
 	if r.Body == nil {
 		return nil, nil
 	}
+	// Reserve only what has arrived, in steps: a client that claims a
+	// large Content-Length and then sends slowly must not make the server
+	// hold memory it has not been sent. The caller has already refused a
+	// Content-Length above the body limit (see [CheckContentLength]), and
+	// r.Body stops at that limit.
 	var buf bytes.Buffer
-	if n := r.ContentLength; n > 0 && n <= 16<<20 {
-		buf.Grow(int(n) + bytes.MinRead)
+	if n := r.ContentLength; n > 0 {
+		buf.Grow(int(min(n, initialBodyBuffer)) + bytes.MinRead)
 	}
 	_, err := buf.ReadFrom(r.Body)
 	body := buf.Bytes()
 	if err != nil {
-		var maxErr *http.MaxBytesError
-		if errors.As(err, &maxErr) {
-			return nil, err
-		}
-		return nil, fossil.Invalid("body", "reading the request body failed: %v", err.Error())
+		return nil, problem.BodyError(err)
 	}
 	return body, nil
+}
+
+// initialBodyBuffer is the most readBody reserves before bytes arrive.
+const initialBodyBuffer = 64 << 10
+
+// CheckContentLength refuses, before any byte of the body is read, a
+// request whose Content-Length exceeds limit: the error is the
+// [*http.MaxBytesError] that reading would have returned (413).
+func CheckContentLength(r *http.Request, limit int64) error {
+	if r.ContentLength > limit {
+		return &http.MaxBytesError{Limit: limit}
+	}
+	return nil
 }
 
 func hasCEHeaders(h http.Header) bool {

@@ -287,7 +287,7 @@ func (h *Handler) handleAck(w http.ResponseWriter, r *http.Request) error {
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
 	if err != nil {
-		return err
+		return problem.BodyError(err)
 	}
 	var req ackRequest
 	if err := json.Unmarshal(body, &req); err != nil {

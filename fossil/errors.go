@@ -32,6 +32,9 @@ var (
 	// ErrUnavailable marks a database that is down or too slow, or a server
 	// that is shutting down or at capacity (503).
 	ErrUnavailable = errors.New("service unavailable")
+	// ErrRequestTimeout marks a request whose body did not arrive within
+	// the server's read deadline (408).
+	ErrRequestTimeout = errors.New("request timeout")
 )
 
 // InvalidError says which part of a request is invalid and why. It wraps

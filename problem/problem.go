@@ -10,7 +10,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 
@@ -61,6 +63,7 @@ var table = []entry{
 	{fossil.ErrSequenceConflict, http.StatusConflict, "sequence-conflict", "Sequence conflict"},
 	{fossil.ErrConflict, http.StatusConflict, "conflict", "Conflict"},
 	{fossil.ErrSchemaViolation, http.StatusUnprocessableEntity, "schema-violation", "Data does not match the schema"},
+	{fossil.ErrRequestTimeout, http.StatusRequestTimeout, "request-timeout", "Request timeout"},
 	{fossil.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "Service unavailable"},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, "unavailable", "Service unavailable"},
 }
@@ -204,4 +207,18 @@ func NotFound(w http.ResponseWriter, r *http.Request) {
 // router sets the Allow header before calling it.
 func MethodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	Write(w, r, Problem{Type: TypeURI("method-not-allowed"), Title: "Method not allowed", Status: http.StatusMethodNotAllowed, Detail: "method " + r.Method + " is not allowed on " + r.URL.Path})
+}
+
+// BodyError classifies a failure to read a request body: the limit was
+// exceeded (413, the [*http.MaxBytesError] itself), the body did not arrive
+// before the read deadline (408, [fossil.ErrRequestTimeout]), or the
+// client sent something unreadable (400).
+func BodyError(err error) error {
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return err
+	}
+	if netErr, ok := errors.AsType[net.Error](err); ok && netErr.Timeout() {
+		return fmt.Errorf("%w: the request body did not arrive in time", fossil.ErrRequestTimeout)
+	}
+	return fossil.Invalid("body", "the request body could not be read: %s", err.Error())
 }

@@ -2,7 +2,6 @@ package schema
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -94,10 +93,7 @@ func (r *Registry) handlePutSchema(w http.ResponseWriter, req *http.Request) err
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, MaxSchemaBytes))
 	if err != nil {
-		if maxBytes, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return fmt.Errorf("read schema: %w", maxBytes)
-		}
-		return fossil.Invalid("body", "could not read the request body: %s", err.Error())
+		return fmt.Errorf("read schema: %w", problem.BodyError(err))
 	}
 	switch {
 	case len(bytes.TrimSpace(body)) == 0:
