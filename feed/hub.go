@@ -26,6 +26,10 @@ type Config struct {
 	RingBytes  int64
 	// PageSize is the number of events per catch-up query; 0 means 1000.
 	PageSize int
+	// PageBytes bounds the documents of one catch-up page, and the frames
+	// one step of a subscriber takes from the ring; a page always holds at
+	// least one event. 0 means store.DefaultPageBytes.
+	PageBytes int64
 	// Keepalive is the interval of ": keepalive" comments on idle streams;
 	// 0 means 15s.
 	Keepalive time.Duration
@@ -78,6 +82,9 @@ func New(cfg Config) *Hub {
 	}
 	if cfg.PageSize <= 0 {
 		cfg.PageSize = 1000
+	}
+	if cfg.PageBytes <= 0 {
+		cfg.PageBytes = store.DefaultPageBytes
 	}
 	if cfg.Keepalive <= 0 {
 		cfg.Keepalive = 15 * time.Second
@@ -206,19 +213,21 @@ func (h *Hub) catchUp(ctx context.Context) error {
 		h.mu.RLock()
 		after := h.last
 		h.mu.RUnlock()
-		events, err := h.cfg.Store.ReadLog(ctx, store.ReadLogParams{After: after, Limit: h.cfg.PageSize})
+		events, err := h.cfg.Store.ReadLog(ctx, store.ReadLogParams{After: after, Limit: h.cfg.PageSize, MaxBytes: h.cfg.PageBytes})
 		if err != nil {
 			return err
 		}
 		if len(events) == 0 {
 			return nil
 		}
+		full := store.PageFull(events, h.cfg.PageSize, h.cfg.PageBytes)
 		frames := make([]*frame, len(events))
 		for i, e := range events {
 			frames[i] = newFrame(e, e.CommittedAt)
+			events[i] = nil
 		}
 		h.push(frames)
-		if len(events) < h.cfg.PageSize {
+		if !full {
 			return nil
 		}
 	}
@@ -311,9 +320,11 @@ func (h *Hub) dropAll() {
 	h.start, h.count, h.bytes = 0, 0, 0
 }
 
-// fromRing returns up to max cached frames after cursor, and whether the
-// ring covers the cursor. When it does not, the caller reads SQL.
-func (h *Hub) fromRing(cursor int64, max int) ([]*frame, bool) {
+// fromRing returns up to max cached frames after cursor, stopping before a
+// frame once those before it add up to maxBytes (the first is always
+// returned), and whether the ring covers the cursor. When it does not, the
+// caller reads SQL.
+func (h *Hub) fromRing(cursor int64, max int, maxBytes int64) ([]*frame, bool) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if cursor >= h.last {
@@ -328,9 +339,12 @@ func (h *Hub) fromRing(cursor int64, max int) ([]*frame, bool) {
 	}
 	skip := int(cursor - oldest + 1)
 	n := min(h.count-skip, max)
-	out := make([]*frame, n)
-	for i := 0; i < n; i++ {
-		out[i] = h.ring[(h.start+skip+i)%len(h.ring)]
+	out := make([]*frame, 0, min(n, 256))
+	var size int64
+	for i := 0; i < n && size < maxBytes; i++ {
+		f := h.ring[(h.start+skip+i)%len(h.ring)]
+		out = append(out, f)
+		size += int64(len(f.data))
 	}
 	return out, true
 }

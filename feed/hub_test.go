@@ -89,7 +89,7 @@ func TestHubPublish(t *testing.T) {
 			if tt.want {
 				// The frames are served from the ring, rendered as the
 				// tailer would have rendered them.
-				frames, ok := h.fromRing(tt.publish[0]-1, 100)
+				frames, ok := h.fromRing(tt.publish[0]-1, 100, 1<<20)
 				if !ok || len(frames) != int(tt.publish[1]-tt.publish[0]+1) {
 					t.Fatalf("fromRing(%d) = %d frames, %v", tt.publish[0]-1, len(frames), ok)
 				}

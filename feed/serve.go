@@ -134,33 +134,46 @@ func (s *subscriber) run(ctx context.Context) error {
 	}
 }
 
+// writeChunk is the most a subscriber copies into its own buffer before
+// writing: small frames are gathered up to it, larger ones are written
+// straight from the frame (shared by every subscriber).
+const writeChunk = 64 << 10
+
 // step sends the next page after the cursor, from the ring or from SQL. It
 // reports whether the cursor moved (so the caller loops without waiting).
+//
+// Memory: a step holds one page (at most PageSize events and PageBytes of
+// documents, plus one event) and a buffer of at most writeChunk, plus
+// one rendered frame when a page from SQL holds an event larger than that.
+// Frames from the ring are shared with every subscriber; events from SQL
+// are dropped as soon as they are written.
 func (s *subscriber) step(ctx context.Context) (bool, error) {
 	page := s.hub.cfg.PageSize
-	frames, ok := s.hub.fromRing(s.cursor, page)
+	frames, ok := s.hub.fromRing(s.cursor, page, s.hub.cfg.PageBytes)
 	if ok {
 		if len(frames) == 0 {
 			return false, nil
 		}
-		s.buf = s.buf[:0]
+		last := frames[len(frames)-1].number
 		delivered := 0
 		var lag time.Duration
-		for _, f := range frames {
-			if s.match(f.stream) {
-				s.buf = append(s.buf, f.data...)
-				delivered++
-				lag = time.Since(f.commit)
+		for i, f := range frames {
+			frames[i] = nil
+			if !s.match(f.stream) {
+				continue
 			}
-		}
-		s.cursor = frames[len(frames)-1].number
-		if delivered > 0 {
-			if err := s.write(s.buf); err != nil {
+			if err := s.send(f.data); err != nil {
 				return false, err
 			}
-			if s.hub.cfg.ObserveFunc != nil {
-				s.hub.cfg.ObserveFunc(delivered, lag)
-			}
+			delivered++
+			lag = time.Since(f.commit)
+		}
+		if err := s.flush(); err != nil {
+			return false, err
+		}
+		s.cursor = last
+		if delivered > 0 && s.hub.cfg.ObserveFunc != nil {
+			s.hub.cfg.ObserveFunc(delivered, lag)
 		}
 		return true, nil
 	}
@@ -174,27 +187,64 @@ func (s *subscriber) step(ctx context.Context) (bool, error) {
 	}
 	if s.reader == nil {
 		s.reader = s.hub.cfg.Store.NewReader(s.match)
+		s.reader.MaxBytes = s.hub.cfg.PageBytes
 	}
 	events, scanned, err := s.reader.Read(ctx, s.cursor, known, page)
 	if err != nil {
 		return false, err
 	}
-	s.buf = s.buf[:0]
-	for _, e := range events {
-		s.buf = appendFrame(s.buf, e)
-	}
-	s.cursor = scanned
+	var newest time.Time
 	if len(events) > 0 {
-		if err := s.write(s.buf); err != nil {
+		newest = events[len(events)-1].CommittedAt
+	}
+	var frame []byte
+	for i, e := range events {
+		events[i] = nil
+		frame = appendFrame(frame[:0], e)
+		if err := s.send(frame); err != nil {
 			return false, err
 		}
-		// The delivery lag of a catch-up read is as real as a live one:
-		// observed on both paths, from the newest event's commit time.
-		if s.hub.cfg.ObserveFunc != nil {
-			s.hub.cfg.ObserveFunc(len(events), time.Since(events[len(events)-1].CommittedAt))
+		if cap(frame) > writeChunk {
+			frame = nil
 		}
 	}
+	if err := s.flush(); err != nil {
+		return false, err
+	}
+	s.cursor = scanned
+	// The delivery lag of a catch-up read is as real as a live one:
+	// observed on both paths, from the newest event's commit time.
+	if len(events) > 0 && s.hub.cfg.ObserveFunc != nil {
+		s.hub.cfg.ObserveFunc(len(events), time.Since(newest))
+	}
 	return true, nil
+}
+
+// send queues one frame: it is copied into the subscriber's buffer when it
+// fits, and written straight away otherwise (after what is queued).
+func (s *subscriber) send(f []byte) error {
+	if len(s.buf)+len(f) <= writeChunk {
+		s.buf = append(s.buf, f...)
+		return nil
+	}
+	if err := s.flush(); err != nil {
+		return err
+	}
+	if len(f) <= writeChunk {
+		s.buf = append(s.buf, f...)
+		return nil
+	}
+	return s.write(f)
+}
+
+// flush writes what send has queued.
+func (s *subscriber) flush() error {
+	if len(s.buf) == 0 {
+		return nil
+	}
+	err := s.write(s.buf)
+	s.buf = s.buf[:0]
+	return err
 }
 
 func (s *subscriber) match(stream string) bool {

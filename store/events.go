@@ -36,17 +36,79 @@ func scanEvent(row pgx.Row) (*fossil.Event, error) {
 	return &e, nil
 }
 
-func collectEvents(rows pgx.Rows, limit int) ([]*fossil.Event, error) {
+// DefaultPageBytes bounds the event documents of one page read from the
+// log when the caller gives no bound (see [ReadLogParams.MaxBytes]).
+const DefaultPageBytes = 1 << 20
+
+// pageBytesSlack is added, per row, to the byte bound of the SQL cut, which
+// counts stored sizes (pg_column_size: compressed, plus a header of at most
+// 4 bytes). A row's document is never shorter than its stored size minus
+// 4, so when SQL cuts a page, the documents returned add up to at least
+// the bound and [PageFull] says more may follow.
+const pageBytesSlack = 4
+
+// pageCut wraps a page query (whose select list is eventColumns) so that
+// rows stop once the stored sizes of the rows before them, in number
+// order, reach the parameter bytesParam. The stored size is read without
+// fetching or decompressing TOASTed documents, so a page of large events
+// costs the server only the rows it sends. The exact cut, on document
+// length, is made by collectEvents.
+func pageCut(inner, bytesParam string) string {
+	return pageCutOrdered(inner, `number`, bytesParam)
+}
+
+// pageCutOrdered is pageCut for an inner query ordered by order, which
+// must give the rows in number order.
+func pageCutOrdered(inner, order, bytesParam string) string {
+	return `SELECT ` + eventColumns + ` FROM (SELECT ` + eventColumns +
+		`, sum(pg_column_size(doc)) OVER (ORDER BY ` + order + ` ROWS UNBOUNDED PRECEDING) - pg_column_size(doc) AS before_bytes FROM (` +
+		inner + `) page) cut WHERE before_bytes < ` + bytesParam + ` ORDER BY ` + order
+}
+
+// pageCutBound is the value of pageCut's parameter for a page of limit
+// rows bounded by maxBytes of documents.
+func pageCutBound(limit int, maxBytes int64) int64 {
+	return maxBytes + pageBytesSlack*int64(limit)
+}
+
+// collectEvents reads at most limit events, and stops before an event once
+// the documents read so far reach maxBytes (0: no bound; at least one
+// event is always read). The rows left are discarded.
+func collectEvents(rows pgx.Rows, limit int, maxBytes int64) ([]*fossil.Event, error) {
 	defer rows.Close()
 	out := make([]*fossil.Event, 0, min(limit, 1024))
+	var size int64
 	for rows.Next() {
+		if len(out) >= limit || (maxBytes > 0 && size >= maxBytes) {
+			break
+		}
 		e, err := scanEvent(rows)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, e)
+		size += int64(len(e.Doc))
 	}
+	rows.Close()
 	return out, rows.Err()
+}
+
+// PageFull reports whether more events may follow a page read with limit
+// and maxBytes (0: [DefaultPageBytes]): the page holds limit events, or its
+// documents reached the byte bound. A page that is not full holds every
+// event that matched up to the end of what was read.
+func PageFull(events []*fossil.Event, limit int, maxBytes int64) bool {
+	if len(events) >= limit {
+		return true
+	}
+	if maxBytes <= 0 {
+		maxBytes = DefaultPageBytes
+	}
+	var size int64
+	for _, e := range events {
+		size += int64(len(e.Doc))
+	}
+	return size >= maxBytes
 }
 
 const headSQL = `SELECT last_number FROM fossil_head`
@@ -66,11 +128,16 @@ type ReadLogParams struct {
 	After   int64 // events with a greater number
 	Through int64 // and a number at most this; 0 means no bound
 	Limit   int
+	// MaxBytes bounds the page by the length of its documents as well: no
+	// event is read once those before it add up to MaxBytes (the first
+	// always is). 0 means [DefaultPageBytes]. Use [PageFull] to tell
+	// whether more may follow.
+	MaxBytes int64
 }
 
-const (
-	readLogSQL        = `SELECT ` + eventColumns + ` FROM fossil_events WHERE number > $1 ORDER BY number LIMIT $2`
-	readLogThroughSQL = `SELECT ` + eventColumns + ` FROM fossil_events WHERE number > $1 AND number <= $3 ORDER BY number LIMIT $2`
+var (
+	readLogSQL        = pageCut(`SELECT `+eventColumns+` FROM fossil_events WHERE number > $1 ORDER BY number LIMIT $2`, `$3`)
+	readLogThroughSQL = pageCut(`SELECT `+eventColumns+` FROM fossil_events WHERE number > $1 AND number <= $4 ORDER BY number LIMIT $2`, `$3`)
 )
 
 // ReadLog returns events of every stream in number order, through the
@@ -79,34 +146,41 @@ func (s *Store) ReadLog(ctx context.Context, p ReadLogParams) ([]*fossil.Event, 
 	if p.Limit <= 0 {
 		p.Limit = 100
 	}
+	if p.MaxBytes <= 0 {
+		p.MaxBytes = DefaultPageBytes
+	}
 	var rows pgx.Rows
 	var err error
+	bound := pageCutBound(p.Limit, p.MaxBytes)
 	if p.Through > 0 {
-		rows, err = s.pool.Query(ctx, readLogThroughSQL, p.After, p.Limit, p.Through)
+		rows, err = s.pool.Query(ctx, readLogThroughSQL, p.After, p.Limit, bound, p.Through)
 	} else {
-		rows, err = s.pool.Query(ctx, readLogSQL, p.After, p.Limit)
+		rows, err = s.pool.Query(ctx, readLogSQL, p.After, p.Limit, bound)
 	}
 	if err != nil {
 		return nil, interpretError(fmt.Errorf("read log: %w", err))
 	}
-	events, err := collectEvents(rows, p.Limit)
+	events, err := collectEvents(rows, p.Limit, p.MaxBytes)
 	if err != nil {
 		return nil, interpretError(fmt.Errorf("read log: %w", err))
 	}
 	return events, nil
 }
 
-const streamEventsSQL = `SELECT ` + eventColumns + ` FROM fossil_events
-WHERE stream = $1 AND sequence >= $2 ORDER BY sequence LIMIT $3`
+// streamEventsSQL: within a stream, number order is sequence order, so
+// pageCut applies.
+var streamEventsSQL = pageCut(`SELECT `+eventColumns+` FROM fossil_events
+WHERE stream = $1 AND sequence >= $2 ORDER BY sequence LIMIT $3`, `$4`)
 
 // StreamEvents returns up to limit events of stream with a sequence of at
-// least from, in sequence order. An unknown stream has no events.
+// least from, in sequence order, and at most [DefaultPageBytes] of
+// documents (see [PageFull]). An unknown stream has no events.
 func (s *Store) StreamEvents(ctx context.Context, stream string, from int64, limit int) ([]*fossil.Event, error) {
-	rows, err := s.pool.Query(ctx, streamEventsSQL, stream, from, limit)
+	rows, err := s.pool.Query(ctx, streamEventsSQL, stream, from, limit, pageCutBound(limit, DefaultPageBytes))
 	if err != nil {
 		return nil, interpretError(fmt.Errorf("read stream: %w", err))
 	}
-	events, err := collectEvents(rows, limit)
+	events, err := collectEvents(rows, limit, DefaultPageBytes)
 	if err != nil {
 		return nil, interpretError(fmt.Errorf("read stream: %w", err))
 	}
@@ -132,7 +206,7 @@ func (s *Store) EventsByNumbers(ctx context.Context, numbers []int64) ([]*fossil
 	if err != nil {
 		return nil, interpretError(fmt.Errorf("read events: %w", err))
 	}
-	events, err := collectEvents(rows, len(numbers))
+	events, err := collectEvents(rows, len(numbers), 0)
 	if err != nil {
 		return nil, interpretError(fmt.Errorf("read events: %w", err))
 	}

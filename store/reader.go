@@ -38,6 +38,9 @@ type Reader struct {
 	global bool
 	// window is the span of numbers a page reads; 0 until estimated.
 	window int64
+	// MaxBytes bounds the documents of a page, as ReadLogParams.MaxBytes
+	// does; 0 means DefaultPageBytes.
+	MaxBytes int64
 }
 
 // NewReader returns a Reader of the streams match accepts; a nil match
@@ -83,13 +86,13 @@ func (r *Reader) Read(ctx context.Context, after, through int64, limit int) (eve
 			end = after + r.window
 		}
 	}
-	events, truncated, err := r.s.readStreams(ctx, r.names, after, end, limit)
+	events, err = r.s.readStreams(ctx, r.names, after, end, limit, r.maxBytes())
 	if err != nil {
 		return nil, after, err
 	}
-	if len(events) == limit || truncated {
-		// Full: the page ends at its last event. Aim the next window at
-		// about two pages of matches.
+	if PageFull(events, limit, r.maxBytes()) {
+		// Full (by count or by bytes): the page ends at its last event.
+		// Aim the next window at about two pages of matches.
 		scanned = events[len(events)-1].Number
 		r.window = max(1, 2*(scanned-after))
 		return events, scanned, nil
@@ -144,12 +147,12 @@ func (r *Reader) estimateWindow(ctx context.Context, through int64, limit int) e
 }
 
 func (r *Reader) readGlobal(ctx context.Context, after, through int64, limit int) ([]*fossil.Event, int64, error) {
-	page, err := r.s.ReadLog(ctx, ReadLogParams{After: after, Through: through, Limit: limit})
+	page, err := r.s.ReadLog(ctx, ReadLogParams{After: after, Through: through, Limit: limit, MaxBytes: r.maxBytes()})
 	if err != nil {
 		return nil, after, err
 	}
 	scanned := through
-	if len(page) == limit {
+	if PageFull(page, limit, r.maxBytes()) {
 		scanned = page[len(page)-1].Number
 	}
 	if r.match == nil {
@@ -194,44 +197,41 @@ WHERE (stream COLLATE "C", number) > ($1, $2::bigint)
 ORDER BY stream COLLATE "C", number
 LIMIT $4`
 
-// MaxPageBytes bounds the documents of one page a [Reader] returns; the
-// page ends early (at least one event) rather than hold more in memory.
-const MaxPageBytes = 8 << 20
+// streamPageCutSQL and selectivePageCutSQL are the pages bounded by bytes
+// (see pageCut); a page of one stream keeps its index order, so that
+// nothing is sorted.
+var (
+	streamPageCutSQL    = pageCutOrdered(streamPageSQL, `stream COLLATE "C", number`, `$5`)
+	selectivePageCutSQL = pageCut(selectivePageSQL, `$5`)
+)
 
-// readStreams reads a page of names in (after, end]; truncated reports a
-// page cut short by [MaxPageBytes], whose events are still the first of
-// the page, in number order.
-func (s *Store) readStreams(ctx context.Context, names []string, after, end int64, limit int) (events []*fossil.Event, truncated bool, err error) {
+// readStreams reads a page of names in (after, end]: at most limit events
+// and maxBytes of documents (plus the event that crosses the line); see
+// [PageFull].
+func (s *Store) readStreams(ctx context.Context, names []string, after, end int64, limit int, maxBytes int64) ([]*fossil.Event, error) {
 	var args []any
-	query := selectivePageSQL
+	query := selectivePageCutSQL
 	if len(names) == 1 {
-		query, args = streamPageSQL, []any{names[0], after, end, limit}
+		query, args = streamPageCutSQL, []any{names[0], after, end, limit, pageCutBound(limit, maxBytes)}
 	} else {
-		args = []any{names, after, end, limit}
+		args = []any{names, after, end, limit, pageCutBound(limit, maxBytes)}
 	}
 	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
-		return nil, false, interpretError(fmt.Errorf("read streams: %w", err))
+		return nil, interpretError(fmt.Errorf("read streams: %w", err))
 	}
-	defer rows.Close()
-	size := 0
-	for rows.Next() {
-		if size >= MaxPageBytes {
-			truncated = true
-			break
-		}
-		e, err := scanEvent(rows)
-		if err != nil {
-			return nil, false, interpretError(fmt.Errorf("read streams: %w", err))
-		}
-		size += len(e.Doc)
-		events = append(events, e)
+	events, err := collectEvents(rows, limit, maxBytes)
+	if err != nil {
+		return nil, interpretError(fmt.Errorf("read streams: %w", err))
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, false, interpretError(fmt.Errorf("read streams: %w", err))
+	return events, nil
+}
+
+func (r *Reader) maxBytes() int64 {
+	if r.MaxBytes > 0 {
+		return r.MaxBytes
 	}
-	return events, truncated, nil
+	return DefaultPageBytes
 }
 
 // prefixColumns qualifies a comma-separated column list.

@@ -1,6 +1,7 @@
 package streamer
 
 import (
+	"bufio"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -104,7 +105,7 @@ func (h *Handler) handleStreamEvents(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
-	if len(events) == limit {
+	if store.PageFull(events, limit, 0) {
 		next := events[len(events)-1].Sequence + 1
 		w.Header().Set("Link", "</streams/"+url.PathEscape(stream)+"/events?from="+strconv.FormatInt(next, 10)+"&limit="+strconv.Itoa(limit)+`>; rel="next"`)
 	}
@@ -132,7 +133,7 @@ func (h *Handler) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if len(events) == limit {
+	if store.PageFull(events, limit, 0) {
 		next := events[len(events)-1].Number
 		w.Header().Set("Link", "</events?after="+strconv.FormatInt(next, 10)+"&limit="+strconv.Itoa(limit)+`>; rel="next"`)
 	}
@@ -162,22 +163,33 @@ func (h *Handler) handleEvent(w http.ResponseWriter, r *http.Request) error {
 }
 
 // writeBatch writes events as application/cloudevents-batch+json, leaving
-// out those allow refuses.
+// out those allow refuses. Events are rendered and written one at a time
+// and dropped from the page once written, so the response never exists
+// whole in memory: a request holds its page (bounded by
+// [store.DefaultPageBytes] plus one event) and one rendered event.
 func writeBatch(w http.ResponseWriter, events []*fossil.Event, allow func(string) bool) {
-	b := make([]byte, 0, 512*len(events)+2)
-	b = append(b, '[')
-	first := true
-	for _, e := range events {
+	w.Header().Set("Content-Type", "application/cloudevents-batch+json")
+	bw := bufio.NewWriterSize(w, 32<<10)
+	var b []byte
+	sep := byte('[')
+	for i, e := range events {
+		events[i] = nil
 		if allow != nil && !allow(e.Stream) {
 			continue
 		}
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
+		b = append(b[:0], sep)
+		sep = ','
 		b = e.AppendJSON(b)
+		if _, err := bw.Write(b); err != nil {
+			return // the client is gone
+		}
+		if cap(b) > 64<<10 {
+			b = nil // keep no large event's buffer for the next one
+		}
 	}
-	b = append(b, "]\n"...)
-	w.Header().Set("Content-Type", "application/cloudevents-batch+json")
-	_, _ = w.Write(b)
+	if sep == '[' {
+		_, _ = bw.WriteString("[")
+	}
+	_, _ = bw.WriteString("]\n")
+	_ = bw.Flush()
 }
