@@ -32,6 +32,7 @@ type Config struct {
 	PollOnly          bool          // FOSSIL_POLL_ONLY; no LISTEN (for PgBouncer transaction pooling)
 	MaxSSEClients     int           // FOSSIL_MAX_SSE_CLIENTS; 503 beyond
 	MaxConns          int           // FOSSIL_MAX_CONNS; database pool size
+	MemoryLimit       int64         // FOSSIL_MEMORY_LIMIT; Go soft memory limit in bytes, 0: GOMEMLIMIT or 90 % of the cgroup limit
 	ShutdownTimeout   time.Duration // FOSSIL_SHUTDOWN_TIMEOUT
 	LogLevel          string        // FOSSIL_LOG_LEVEL: debug, info, warn, error
 	LogFormat         string        // FOSSIL_LOG_FORMAT: text or json
@@ -47,7 +48,8 @@ type Config struct {
 	// it. No flag or variable sets it.
 	TreeWatchInterval time.Duration
 
-	maxBodyFlag *int
+	maxBodyFlag  *int
+	memLimitFlag *int
 }
 
 // DefaultConfig returns the documented defaults.
@@ -107,6 +109,8 @@ func (c *Config) Validate() error {
 		return &ConfigError{"poll-interval", errors.New("must be at least 10ms")}
 	case c.MaxSSEClients <= 0:
 		return &ConfigError{"max-sse-clients", errors.New("must be positive")}
+	case c.MemoryLimit < 0:
+		return &ConfigError{"memory-limit", errors.New("must not be negative")}
 	case c.MaxConns < 4:
 		return &ConfigError{"max-conns", errors.New("must be at least 4")}
 	case c.PprofAddr != "" && !isLoopbackAddr(c.PprofAddr):
@@ -201,6 +205,9 @@ func (c *Config) bindFlags(fs *flag.FlagSet, env envLookup) error {
 	boolean(&c.PollOnly, "poll-only", "FOSSIL_POLL_ONLY", "do not LISTEN; rely on polling (PgBouncer transaction pooling)")
 	integer(&c.MaxSSEClients, "max-sse-clients", "FOSSIL_MAX_SSE_CLIENTS", "most concurrent SSE streams; more get 503")
 	integer(&c.MaxConns, "max-conns", "FOSSIL_MAX_CONNS", "database connection pool size")
+	memLimit := int(c.MemoryLimit)
+	integer(&memLimit, "memory-limit", "FOSSIL_MEMORY_LIMIT", "soft memory limit of the Go runtime in bytes (0: GOMEMLIMIT, else 90% of the container's cgroup limit, else none)")
+	c.memLimitFlag = &memLimit
 	dur(&c.ShutdownTimeout, "shutdown-timeout", "FOSSIL_SHUTDOWN_TIMEOUT", "how long a graceful shutdown waits")
 	str(&c.LogLevel, "log-level", "FOSSIL_LOG_LEVEL", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "FOSSIL_LOG_FORMAT", "text or json")
@@ -215,6 +222,9 @@ func (c *Config) bindFlags(fs *flag.FlagSet, env envLookup) error {
 func (c *Config) finish() {
 	if c.maxBodyFlag != nil {
 		c.MaxBody = int64(*c.maxBodyFlag)
+	}
+	if c.memLimitFlag != nil {
+		c.MemoryLimit = int64(*c.memLimitFlag)
 	}
 }
 

@@ -195,6 +195,7 @@ func runServer(ctx context.Context, args []string, stderr io.Writer, env envLook
 		// GOGC (and GOMEMLIMIT) still decide when set.
 		debug.SetGCPercent(defaultGCPercent)
 	}
+	applyMemoryLimit(cfg, env, logger)
 	srv := NewServer(cfg, logger)
 	if err := srv.Run(ctx); err != nil {
 		_ = srv.Close()
