@@ -34,6 +34,7 @@ func (s *Server) newMetrics() *metrics.Metrics {
 		},
 		ConsumerLagTimeout: time.Second,
 		Version:            Version(),
+		ReadersWaitingFunc: func() int64 { return s.store.ReadersWaiting() },
 		PoolStatsFunc: func() metrics.PoolStats {
 			st := s.store.Pool().Stat()
 			return metrics.PoolStats{

@@ -213,7 +213,7 @@ func (h *Hub) catchUp(ctx context.Context) error {
 		h.mu.RLock()
 		after := h.last
 		h.mu.RUnlock()
-		events, err := h.cfg.Store.ReadLog(ctx, store.ReadLogParams{After: after, Limit: h.cfg.PageSize, MaxBytes: h.cfg.PageBytes})
+		events, err := h.cfg.Store.ReadLog(ctx, store.ReadLogParams{After: after, Limit: h.cfg.PageSize, MaxBytes: h.cfg.PageBytes, Tail: true})
 		if err != nil {
 			return err
 		}

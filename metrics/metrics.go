@@ -26,6 +26,7 @@
 //	fossil_consumer_lag_events{consumer}         events after a consumer's offset
 //	fossil_consumer_lag_errors_total             scrapes that could not read consumer lag
 //	fossil_db_pool_*                             database pool statistics
+//	fossil_db_readers_waiting                    page reads queued for their turn
 //
 // plus the Go runtime and process collectors.
 package metrics
@@ -86,6 +87,9 @@ type Config struct {
 	PoolStatsFunc func() PoolStats
 	// Version, when set, is exported as fossil_build_info{version,goversion}.
 	Version string
+	// ReadersWaitingFunc returns how many page reads of the log wait for
+	// their turn at the database.
+	ReadersWaitingFunc func() int64
 }
 
 // Metrics holds Fossil's series. Its methods are safe for concurrent use.
@@ -192,6 +196,12 @@ func New(cfg Config) *Metrics {
 			Name: "fossil_sse_subscribers",
 			Help: "Open SSE streams (/sse and /consumer/{name}/sse).",
 		}, func() float64 { return float64(cfg.SubscribersFunc()) }))
+	}
+	if cfg.ReadersWaitingFunc != nil {
+		m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "fossil_db_readers_waiting",
+			Help: "Page reads of the log (SSE catch-up, queries) queued for their turn at the database.",
+		}, func() float64 { return float64(cfg.ReadersWaitingFunc()) }))
 	}
 	if cfg.ConsumerLagFunc != nil {
 		m.registry.MustRegister(&consumerLagCollector{fn: cfg.ConsumerLagFunc, timeout: cfg.ConsumerLagTimeout})

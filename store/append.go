@@ -163,7 +163,7 @@ JOIN unnest($1::text[], $2::text[]) AS k(id, source) ON e.id = k.id AND e.source
 // fails, nothing was written and the group takes the long way, which
 // refreshes the cache. A nil cache always takes the long way.
 func (s *Store) appendGroup(ctx context.Context, reqs []*AppendRequest, optimistic bool, cache *headCache) ([]appendOutcome, *groupState, error) {
-	conn, err := s.pool.Acquire(ctx)
+	conn, err := s.writePool.Acquire(ctx) // the appender's own pool: readers cannot starve it
 	if err != nil {
 		return nil, nil, interpretError(fmt.Errorf("acquire: %w", err))
 	}

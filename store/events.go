@@ -128,6 +128,9 @@ type ReadLogParams struct {
 	After   int64 // events with a greater number
 	Through int64 // and a number at most this; 0 means no bound
 	Limit   int
+	// Tail marks the hub's tail reader, which every live stream waits
+	// for: it does not queue behind catch-up reads.
+	Tail bool
 	// MaxBytes bounds the page by the length of its documents as well: no
 	// event is read once those before it add up to MaxBytes (the first
 	// always is). 0 means [DefaultPageBytes]. Use [PageFull] to tell
@@ -152,6 +155,13 @@ func (s *Store) ReadLog(ctx context.Context, p ReadLogParams) ([]*fossil.Event, 
 	var rows pgx.Rows
 	var err error
 	bound := pageCutBound(p.Limit, p.MaxBytes)
+	if !p.Tail {
+		done, err := s.readTurn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+	}
 	if p.Through > 0 {
 		rows, err = s.pool.Query(ctx, readLogThroughSQL, p.After, p.Limit, bound, p.Through)
 	} else {
@@ -176,6 +186,11 @@ WHERE stream = $1 AND sequence >= $2 ORDER BY sequence LIMIT $3`, `$4`)
 // least from, in sequence order, and at most [DefaultPageBytes] of
 // documents (see [PageFull]). An unknown stream has no events.
 func (s *Store) StreamEvents(ctx context.Context, stream string, from int64, limit int) ([]*fossil.Event, error) {
+	done, err := s.readTurn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	rows, err := s.pool.Query(ctx, streamEventsSQL, stream, from, limit, pageCutBound(limit, DefaultPageBytes))
 	if err != nil {
 		return nil, interpretError(fmt.Errorf("read stream: %w", err))

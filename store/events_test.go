@@ -4,7 +4,13 @@ import (
 	"context"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fossil-events/fossil/internal/dbtest"
 )
 
 // TestReadLogBoundedByBytes: a page stops once its documents reach
@@ -96,5 +102,87 @@ func TestReadLogBoundedByBytes(t *testing.T) {
 	}
 	if got != n/2 {
 		t.Fatalf("stream t: %d events, want %d", got, n/2)
+	}
+}
+
+// TestReadersQueueAndAppendsGoOn: with every connection of the main pool
+// taken and page reads queued for their turn, appends still commit (the
+// appender has its own pool); queued reads are counted, and are served in
+// the order they came.
+func TestReadersQueueAndAppendsGoOn(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dbURL := dbtest.NewDB(t)
+	st, err := Open(ctx, Config{DatabaseURL: dbURL, MaxConns: 4, MaxReaders: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	app := NewAppender(st, AppenderConfig{})
+	t.Cleanup(app.Close)
+
+	// Take every connection of the main pool, and the one read turn.
+	var conns []*pgxpool.Conn
+	for range 4 {
+		c, err := st.pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	release, err := st.readTurn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const readers = 5
+	done := make(chan struct{}, readers)
+	for i := range readers {
+		go func() {
+			if _, err := st.ReadLog(ctx, ReadLogParams{Limit: 10}); err != nil {
+				t.Error(err)
+			}
+			done <- struct{}{}
+		}()
+		waitFor(t, func() bool { return st.ReadersWaiting() == int64(i+1) })
+	}
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := app.Append(actx, &AppendRequest{Stream: "s", Events: events(testEvent("a", "x"))}); err != nil {
+		t.Fatalf("append with the main pool exhausted and %d readers queued: %v", readers, err)
+	}
+	for _, c := range conns {
+		c.Release()
+	}
+	// Queue more for the turn while the readers wait: turns are given in
+	// arrival order (each records its place while it holds the turn).
+	var mu sync.Mutex
+	var order []int
+	const turns = 5
+	for i := range turns {
+		go func() {
+			done2, err := st.readTurn(ctx)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			done2()
+		}()
+		waitFor(t, func() bool { return st.ReadersWaiting() == int64(readers+i+1) })
+	}
+	release()
+	for range readers {
+		<-done
+	}
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == turns })
+	for i, got := range order {
+		if got != i {
+			t.Fatalf("turns taken in order %v: not first come, first served", order)
+		}
+	}
+	if n := st.ReadersWaiting(); n != 0 {
+		t.Fatalf("%d readers still counted as waiting", n)
 	}
 }

@@ -216,6 +216,11 @@ func (s *Store) readStreams(ctx context.Context, names []string, after, end int6
 	} else {
 		args = []any{names, after, end, limit, pageCutBound(limit, maxBytes)}
 	}
+	done, err := s.readTurn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, interpretError(fmt.Errorf("read streams: %w", err))

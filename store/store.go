@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/puddle/v2"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/fossil-events/fossil/fossil"
 )
@@ -67,10 +68,20 @@ func (s *Store) committed(channel, payload string) {
 }
 
 // Store is Fossil's PostgreSQL access layer. It is safe for concurrent use.
+//
+// Connections: the appender has a pool of its own (writePool), so that no
+// number of readers can leave it waiting for a connection; page reads of
+// the log (SSE catch-up, the query endpoints) wait their turn in one FIFO
+// queue for at most MaxReaders of the main pool's connections, so that
+// they leave connections for everything else and are served in the order
+// they came.
 type Store struct {
-	pool   *pgxpool.Pool
-	logger *slog.Logger
-	cat    catalogue // the stream catalogue of template reads
+	pool      *pgxpool.Pool
+	writePool *pgxpool.Pool
+	readers   *semaphore.Weighted
+	waiting   atomic.Int64 // page reads queued for a turn
+	logger    *slog.Logger
+	cat       catalogue // the stream catalogue of template reads
 
 	onCommitted atomic.Pointer[func(channel, payload string)] // see OnCommitted
 }
@@ -81,6 +92,13 @@ type Config struct {
 	MaxConns    int32         // 0 means 20
 	Logger      *slog.Logger  // nil discards
 	ConnTimeout time.Duration // 0 means 10s
+	// WriterConns is the size of the appender's own pool, apart from
+	// MaxConns; 0 means 2 (the appender uses one at a time; the second
+	// replaces a broken one without a wait).
+	WriterConns int32
+	// MaxReaders bounds the page reads of the log that run at once; the
+	// others queue in arrival order. 0 means half of MaxConns.
+	MaxReaders int
 }
 
 // Open connects a pool and checks that the database answers. It fails fast
@@ -108,6 +126,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if _, ok := pcfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !ok {
 		pcfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 	}
+	wcfg := pcfg.Copy()
+	wcfg.MaxConns = cfg.WriterConns
+	if wcfg.MaxConns <= 0 {
+		wcfg.MaxConns = 2
+	}
+	wcfg.MinConns = 1
+	if cfg.MaxReaders <= 0 {
+		cfg.MaxReaders = max(int(pcfg.MaxConns)/2, 1)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("open pool: %w", err)
@@ -118,15 +145,46 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
+	writePool, err := pgxpool.NewWithConfig(ctx, wcfg)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open writer pool: %w", err)
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Store{pool: pool, logger: logger.With("component", "store")}, nil
+	return &Store{
+		pool:      pool,
+		writePool: writePool,
+		readers:   semaphore.NewWeighted(int64(cfg.MaxReaders)),
+		logger:    logger.With("component", "store"),
+	}, nil
 }
 
-// Close closes the pool, waiting for acquired connections to be released.
-func (s *Store) Close() { s.pool.Close() }
+// Close closes the pools, waiting for acquired connections to be released.
+func (s *Store) Close() {
+	s.writePool.Close()
+	s.pool.Close()
+}
+
+// WriterPool exposes the appender's pool to metrics.
+func (s *Store) WriterPool() *pgxpool.Pool { return s.writePool }
+
+// ReadersWaiting returns how many page reads are queued for their turn.
+func (s *Store) ReadersWaiting() int64 { return s.waiting.Load() }
+
+// readTurn waits, in arrival order, until fewer than MaxReaders page reads
+// run; the caller calls the returned func when its rows are read.
+func (s *Store) readTurn(ctx context.Context) (func(), error) {
+	s.waiting.Add(1)
+	err := s.readers.Acquire(ctx, 1)
+	s.waiting.Add(-1)
+	if err != nil {
+		return nil, interpretError(fmt.Errorf("wait for a read turn: %w", err))
+	}
+	return func() { s.readers.Release(1) }, nil
+}
 
 // Pool exposes the pool to the notify listener and metrics. Feature
 // packages must not run SQL on it.
