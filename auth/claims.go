@@ -53,13 +53,17 @@ type Grant struct {
 	Read []string `json:"read,omitempty"`
 	// Consume holds the consumer names the token may use; "*" means any.
 	Consume []string `json:"consume,omitempty"`
-	// Admin allows managing schemas.
+	// Admin allows managing schemas, and reading /metrics.
 	Admin bool `json:"admin,omitempty"`
+	// Metrics allows reading /metrics (consumer-lag series only for the
+	// names in Consume).
+	Metrics bool `json:"metrics,omitempty"`
 }
 
 // grant is a compiled [Grant].
 type grant struct {
 	admin      bool
+	metrics    bool
 	consume    map[string]bool
 	consumeAll bool
 	read       fossil.Templates
@@ -80,7 +84,7 @@ func compileGrant(g *Grant) (*grant, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errMalformedGrant, err)
 	}
-	cg := &grant{admin: g.Admin, read: read, write: write, consume: make(map[string]bool, len(g.Consume))}
+	cg := &grant{admin: g.Admin, metrics: g.Metrics, read: read, write: write, consume: make(map[string]bool, len(g.Consume))}
 	for _, name := range g.Consume {
 		switch name {
 		case "*":
@@ -196,6 +200,29 @@ func RequireAdmin(ctx context.Context) error {
 		return nil
 	}
 	return fmt.Errorf("the token does not grant admin access: %w", fossil.ErrForbidden)
+}
+
+// RequireMetrics returns nil when the token in ctx may read /metrics: auth
+// is off, the token has no fossil claim, or its claim says "admin": true or
+// "metrics": true. Otherwise it returns an error wrapping
+// [fossil.ErrForbidden].
+func RequireMetrics(ctx context.Context) error {
+	g := grantFrom(ctx)
+	if g == nil || g.admin || g.metrics {
+		return nil
+	}
+	return fmt.Errorf("the token does not grant access to metrics (it needs \"admin\": true or \"metrics\": true): %w", fossil.ErrForbidden)
+}
+
+// ConsumeFilter returns nil when the token in ctx may use every consumer
+// name, and otherwise a func reporting whether it may use one (see
+// [CanConsume]), for lists that must leave out the names it may not see.
+func ConsumeFilter(ctx context.Context) func(name string) bool {
+	g := grantFrom(ctx)
+	if g == nil || g.consumeAll {
+		return nil
+	}
+	return func(name string) bool { return g.consume[name] }
 }
 
 // ExpiresAt returns the exp claim of the token in ctx, so that a long-lived

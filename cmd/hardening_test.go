@@ -115,3 +115,118 @@ func TestBodyLimits(t *testing.T) {
 		}
 	})
 }
+
+// TestGrantsLeakNothing: a narrow token neither learns nor does more than
+// its grant allows — the exact requests of the findings that motivated
+// each rule.
+func TestGrantsLeakNothing(t *testing.T) {
+	t.Parallel()
+	srv := testserver.Start(t, func(c *cmd.Config) { c.JWTSecret = e2eSecret })
+	full := token(t, e2eSecret, nil, time.Hour)
+	narrow := token(t, e2eSecret, map[string]any{
+		"write": []string{"orders/{id}"}, "read": []string{"orders/{id}"}, "consume": []string{"billing"},
+	}, time.Hour)
+	metricsOnly := token(t, e2eSecret, map[string]any{"metrics": true, "consume": []string{"billing"}}, time.Hour)
+	admin := token(t, e2eSecret, map[string]any{"admin": true, "consume": []string{"*"}}, time.Hour)
+
+	post := func(tok, stream, id, data string, headers ...string) (*http.Response, string) {
+		t.Helper()
+		return do(t, http.MethodPost, srv.URL+"/collect", tok, data, append(ceHeaders(id, stream), headers...)...)
+	}
+	if resp, body := post(full, "secret/1", "s1", `{"n":1}`); resp.StatusCode != 200 {
+		t.Fatalf("setup: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := post(narrow, "orders/1", "o1", `{"n":2}`); resp.StatusCode != 200 {
+		t.Fatalf("setup: %d %s", resp.StatusCode, body)
+	}
+
+	t.Run("AckOutsideReadGrant", func(t *testing.T) {
+		resp, body := do(t, http.MethodPost, srv.URL+"/events/s1/ack", narrow, `{"consumer_name":"billing"}`)
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("ack of an event in secret/1 by a token reading orders/{id}: %d %s", resp.StatusCode, body)
+		}
+		_, unknown := do(t, http.MethodPost, srv.URL+"/events/s2/ack", narrow, `{"consumer_name":"billing"}`)
+		if strings.ReplaceAll(body, "s1", "s2") != unknown {
+			t.Fatalf("the answer differs from an unknown id's:\n%s\n%s", body, unknown)
+		}
+		var acks int
+		if err := srv.Pool.QueryRow(t.Context(), `SELECT count(*) FROM fossil_acks`).Scan(&acks); err != nil || acks != 0 {
+			t.Fatalf("%d acks stored (%v)", acks, err)
+		}
+		if resp, body := do(t, http.MethodPost, srv.URL+"/events/o1/ack", narrow, `{"consumer_name":"billing"}`); resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("ack inside the grant: %d %s", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("ConflictNamesNoOtherStream", func(t *testing.T) {
+		resp, body := post(narrow, "orders/1", "s1", `{"n":"other"}`)
+		if resp.StatusCode != http.StatusConflict || strings.Contains(body, "secret") || strings.Contains(body, "event number") {
+			t.Fatalf("409 to a token reading orders/{id} about an event in secret/1: %d %s", resp.StatusCode, body)
+		}
+		resp, body = post(narrow, "orders/1", "s1", `{"n":"other"}`, "Fossil-Replace", "true")
+		if resp.StatusCode != http.StatusConflict || strings.Contains(body, "secret") {
+			t.Fatalf("replacement 409 about an event in secret/1: %d %s", resp.StatusCode, body)
+		}
+		// Who may read the stream is told where the stored event is.
+		resp, body = post(full, "orders/2", "s1", `{"n":"other"}`)
+		if resp.StatusCode != http.StatusConflict || !strings.Contains(body, `event number 1 in stream \"secret/1\"`) {
+			t.Fatalf("409 to a full token: %d %s", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("ReadRefusalNamesNoStream", func(t *testing.T) {
+		resp, body := do(t, http.MethodGet, srv.URL+"/events/1", narrow, "")
+		if resp.StatusCode != http.StatusForbidden || strings.Contains(body, "secret") {
+			t.Fatalf("GET /events/1 (in secret/1) with a token reading orders/{id}: %d %s", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("Metrics", func(t *testing.T) {
+		for _, name := range []string{"billing", "mailer"} {
+			if resp, body := do(t, http.MethodPut, srv.URL+"/consumer/"+name+"/commit", full, "", "Last-Event-Id", "1"); resp.StatusCode != 204 {
+				t.Fatalf("commit %s: %d %s", name, resp.StatusCode, body)
+			}
+		}
+		resp, body := do(t, http.MethodGet, srv.URL+"/metrics", narrow, "")
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("/metrics with a token without admin or metrics: %d %s", resp.StatusCode, body)
+		}
+		for _, tt := range []struct {
+			name, tok    string
+			billing, all bool
+		}{
+			{"MetricsGrant", metricsOnly, true, false},
+			{"Admin", admin, true, true},
+			{"FullAccess", full, true, true},
+		} {
+			resp, body := do(t, http.MethodGet, srv.URL+"/metrics", tt.tok, "")
+			if resp.StatusCode != http.StatusOK || !strings.Contains(body, "fossil_appends_total") {
+				t.Fatalf("%s: /metrics %d", tt.name, resp.StatusCode)
+			}
+			if got := strings.Contains(body, `fossil_consumer_lag_events{consumer="billing"}`); got != tt.billing {
+				t.Errorf("%s: billing lag shown = %v", tt.name, got)
+			}
+			if got := strings.Contains(body, `consumer="mailer"`); got != tt.all {
+				t.Errorf("%s: mailer lag shown = %v", tt.name, got)
+			}
+		}
+	})
+
+	t.Run("IdentifiersBeforeSQL", func(t *testing.T) {
+		for _, tt := range []struct {
+			path, body string
+			status     int
+		}{
+			{"/events/%ff/ack", `{"consumer_name":"billing"}`, http.StatusBadRequest},
+			{"/events/a%00b/ack", `{"consumer_name":"billing"}`, http.StatusBadRequest},
+			{"/events/o1/ack", `{"consumer_name":"billing","source":"/e\u0000"}`, http.StatusBadRequest},
+			// encoding/json turns invalid UTF-8 into U+FFFD: no such source.
+			{"/events/o1/ack", "{\"consumer_name\":\"billing\",\"source\":\"/e\xff\"}", http.StatusNotFound},
+		} {
+			resp, body := do(t, http.MethodPost, srv.URL+tt.path, full, tt.body)
+			if resp.StatusCode != tt.status {
+				t.Errorf("POST %s %q: %d %s", tt.path, tt.body, resp.StatusCode, body)
+			}
+		}
+	})
+}

@@ -7,7 +7,9 @@ import (
 	"net/http/pprof"
 	"time"
 
+	"github.com/fossil-events/fossil/auth"
 	"github.com/fossil-events/fossil/metrics"
+	"github.com/fossil-events/fossil/problem"
 )
 
 // newMetrics builds the Prometheus metrics of s. The functions it hands over
@@ -47,6 +49,20 @@ func (s *Server) newMetrics() *metrics.Metrics {
 				EmptyAcquire:    st.EmptyAcquireCount(),
 			}
 		},
+	})
+}
+
+// metricsHandler serves /metrics to tokens with the admin or the metrics
+// grant; consumer-lag series name only the consumers the token may use, as
+// GET /consumers does.
+func (s *Server) metricsHandler() http.Handler {
+	h := s.metrics.FilteredHandler(func(r *http.Request) func(string) bool { return auth.ConsumeFilter(r.Context()) })
+	return problem.Handler(s.Logger, func(w http.ResponseWriter, r *http.Request) error {
+		if err := auth.RequireMetrics(r.Context()); err != nil {
+			return err
+		}
+		h.ServeHTTP(w, r)
+		return nil
 	})
 }
 

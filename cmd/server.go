@@ -285,7 +285,7 @@ func (s *Server) routes() *mux.Router {
 
 	r.HandleFunc("/healthz", s.handleHealthz).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/readyz", problem.Handler(s.Logger, s.handleReadyz)).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/metrics", s.metrics.Handler()).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/metrics", s.metricsHandler()).Methods(http.MethodGet, http.MethodHead)
 
 	collector.New(collector.Config{
 		Appender:       s.appender,

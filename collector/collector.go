@@ -133,6 +133,9 @@ func (h *Handler) handleCollect(w http.ResponseWriter, r *http.Request) (err err
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.AppendTimeout)
 	defer cancel()
 	res, err := h.cfg.Appender.Append(ctx, req)
+	if sc, ok := errors.AsType[*fossil.StoredConflictError](err); ok && auth.CanRead(r.Context(), sc.Stream) != nil {
+		sc.Hidden = true // say only what the token may read
+	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
 			return fmt.Errorf("%w: the append was not confirmed in time; it may or may not be stored, and retrying it is safe", fossil.ErrUnavailable)

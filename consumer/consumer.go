@@ -285,6 +285,9 @@ func (h *Handler) handleAck(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || id == "" {
 		return fossil.Invalid("path.id", "event id is missing or not properly escaped")
 	}
+	if err := fossil.ValidateText("path.id", "event id", id); err != nil {
+		return err
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
 	if err != nil {
 		return problem.BodyError(err)
@@ -299,11 +302,17 @@ func (h *Handler) handleAck(w http.ResponseWriter, r *http.Request) error {
 	if err := fossil.ValidateConsumerName("body.consumer_name", req.ConsumerName); err != nil {
 		return err
 	}
+	if err := fossil.ValidateText("body.source", "source", req.Source); err != nil {
+		return err
+	}
 	if err := auth.CanConsume(r.Context(), req.ConsumerName); err != nil {
 		return err
 	}
-	// The store tells this process's waiting writers (its post-commit hook).
-	if _, err := h.cfg.Store.Ack(r.Context(), id, req.Source, req.ConsumerName); err != nil {
+	// An event outside the token's read grant is unknown to it (404): an
+	// ack must neither release writers waiting on it nor tell that it
+	// exists. The store tells this process's waiting writers (its
+	// post-commit hook).
+	if _, err := h.cfg.Store.Ack(r.Context(), id, req.Source, req.ConsumerName, auth.ReadFilter(r.Context())); err != nil {
 		return fmt.Errorf("ack %q: %w", id, err)
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -127,3 +127,32 @@ func CheckQuery(q url.Values, allowed ...string) error {
 	}
 	return Invalid("query."+names[0], "unknown query parameter %q: this endpoint takes %s", names[0], strings.Join(allowed, ", "))
 }
+
+// StoredConflictError is a conflict (409) with an event already stored:
+// its source and id are reused with other content, or a replacement
+// (Replace) names another stream than the stored event's. Number and Stream
+// locate the stored event; with Hidden set (the caller may not read that
+// stream) the message leaves them out.
+type StoredConflictError struct {
+	Source, ID string
+	Number     int64
+	Stream     string // the stored event's stream
+	Replace    bool
+	Target     string // the stream the replacement named
+	Hidden     bool
+}
+
+func (e *StoredConflictError) Error() string {
+	switch {
+	case e.Replace && e.Hidden:
+		return fmt.Sprintf("%s: the event with source %q and id %q is in another stream than %q; a replacement must target the same stream", ErrConflict, e.Source, e.ID, e.Target)
+	case e.Replace:
+		return fmt.Sprintf("%s: the event with source %q and id %q is in stream %q, not %q; a replacement must target the same stream", ErrConflict, e.Source, e.ID, e.Stream, e.Target)
+	case e.Hidden:
+		return fmt.Sprintf("%s: an event with source %q and id %q is already stored with different content", ErrConflict, e.Source, e.ID)
+	default:
+		return fmt.Sprintf("%s: an event with source %q and id %q is already stored (event number %d in stream %q) with different content", ErrConflict, e.Source, e.ID, e.Number, e.Stream)
+	}
+}
+
+func (e *StoredConflictError) Unwrap() error { return ErrConflict }

@@ -87,3 +87,16 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// ValidateText checks an identifier that is free text (a CloudEvent id or
+// source, a type): valid UTF-8 without NUL, which PostgreSQL text cannot
+// hold. Such a value can name nothing stored, and must not reach SQL.
+func ValidateText(location, what, s string) error {
+	switch {
+	case !utf8.ValidString(s):
+		return Invalid(location, "%s is not valid UTF-8", what)
+	case strings.IndexByte(s, 0) >= 0:
+		return Invalid(location, "%s contains a NUL character", what)
+	}
+	return nil
+}

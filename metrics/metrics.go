@@ -42,6 +42,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Results of one append request, the values of the result label of
@@ -230,6 +231,42 @@ func (m *Metrics) Handler() http.Handler {
 		Registry:            m.registry, // counts promhttp's own errors
 		MaxRequestsInFlight: 4,
 		Timeout:             10 * time.Second,
+	})
+}
+
+// FilteredHandler is [Metrics.Handler] for a caller who may see only some
+// consumer names: keep returns, for a request, which names its
+// fossil_consumer_lag_events series may show (nil: all).
+func (m *Metrics) FilteredHandler(keep func(r *http.Request) func(consumer string) bool) http.Handler {
+	all := m.Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		show := keep(r)
+		if show == nil {
+			all.ServeHTTP(w, r)
+			return
+		}
+		filtered := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+			mfs, err := m.registry.Gather()
+			out := mfs[:0]
+			for _, mf := range mfs {
+				if mf.GetName() == "fossil_consumer_lag_events" {
+					kept := mf.Metric[:0]
+					for _, mt := range mf.Metric {
+						for _, l := range mt.GetLabel() {
+							if l.GetName() == "consumer" && show(l.GetValue()) {
+								kept = append(kept, mt)
+							}
+						}
+					}
+					if mf.Metric = kept; len(kept) == 0 {
+						continue
+					}
+				}
+				out = append(out, mf)
+			}
+			return out, err
+		})
+		promhttp.HandlerFor(filtered, promhttp.HandlerOpts{Timeout: 10 * time.Second}).ServeHTTP(w, r)
 	})
 }
 

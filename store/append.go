@@ -380,7 +380,7 @@ func (st *groupState) apply(req *AppendRequest) (*AppendResult, error) {
 		local[k] = i
 		if kn, ok := st.events[k]; ok {
 			if kn.stream != req.Stream || !bytes.Equal(kn.doc, e.Doc) {
-				return nil, fmt.Errorf("%w: an event with source %q and id %q is already stored (event number %d in stream %q) with different content", fossil.ErrConflict, e.Source, e.ID, kn.number, kn.stream)
+				return nil, &fossil.StoredConflictError{Source: e.Source, ID: e.ID, Number: kn.number, Stream: kn.stream}
 			}
 			res.Events[i] = Position{ID: e.ID, Source: e.Source, Number: kn.number, Sequence: kn.sequence}
 			continue
@@ -418,7 +418,7 @@ func (st *groupState) applyReplace(req *AppendRequest) (*AppendResult, error) {
 			return nil, fmt.Errorf("%w: no stored event has source %q and id %q, so there is nothing to replace", fossil.ErrNotFound, e.Source, e.ID)
 		}
 		if kn.stream != req.Stream {
-			return nil, fmt.Errorf("%w: the event with source %q and id %q is in stream %q, not %q; a replacement must target the same stream", fossil.ErrConflict, e.Source, e.ID, kn.stream, req.Stream)
+			return nil, &fossil.StoredConflictError{Source: e.Source, ID: e.ID, Number: kn.number, Stream: kn.stream, Replace: true, Target: req.Stream}
 		}
 		targets[i] = kn
 	}

@@ -174,16 +174,21 @@ func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 	return interpretError(err)
 }
 
-const eventsByIDSQL = `SELECT number FROM fossil_events WHERE id = $1 AND ($2::text IS NULL OR source = $2) LIMIT 2`
+// eventsByIDSQL finds the events an ack may name. The LIMIT only guards
+// against an id reused by a great many sources; the caller keeps those its
+// grant may read.
+const eventsByIDSQL = `SELECT number, stream FROM fossil_events WHERE id = $1 AND ($2::text IS NULL OR source = $2) ORDER BY number LIMIT 1000`
 
 const insertAckSQL = `INSERT INTO fossil_acks (number, consumer) VALUES ($1, $2) ON CONFLICT DO NOTHING`
 
 // Ack records that consumer has processed the event with CloudEvent id
 // (and source, when not empty), and notifies waiting writers. Acks are
-// idempotent. It returns the event number. Errors: [fossil.ErrNotFound]
+// idempotent. It returns the event number. Only events whose stream
+// canRead accepts are considered (nil: every event), so an event outside
+// the caller's read grant is unknown to it. Errors: [fossil.ErrNotFound]
 // for an unknown event; [fossil.ErrConflict] when id is used by several
 // sources and source is empty.
-func (s *Store) Ack(ctx context.Context, id, source, consumer string) (int64, error) {
+func (s *Store) Ack(ctx context.Context, id, source, consumer string, canRead func(stream string) bool) (int64, error) {
 	var number int64
 	err := WithTx(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) error {
 		var src *string
@@ -194,9 +199,19 @@ func (s *Store) Ack(ctx context.Context, id, source, consumer string) (int64, er
 		if err != nil {
 			return err
 		}
-		numbers, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		type hit struct {
+			Number int64
+			Stream string
+		}
+		hits, err := pgx.CollectRows(rows, pgx.RowToStructByPos[hit])
 		if err != nil {
 			return err
+		}
+		var numbers []int64
+		for _, h := range hits {
+			if canRead == nil || canRead(h.Stream) {
+				numbers = append(numbers, h.Number)
+			}
 		}
 		switch len(numbers) {
 		case 0:

@@ -285,23 +285,33 @@ func TestAck(t *testing.T) {
 	one := bundle.appendEvent(t, "s", "/a", "one")
 	sharedA := bundle.appendEvent(t, "s", "/a", "shared")
 	sharedB := bundle.appendEvent(t, "s", "/b", "shared")
+	secret := bundle.appendEvent(t, "secret/1", "/a", "hidden")
+	bundle.appendEvent(t, "secret/2", "/c", "shared")
+	onlyS := func(stream string) bool { return stream == "s" }
 
 	tests := []struct {
 		name, id, source, consumer string
+		canRead                    func(string) bool
 		wantErr                    error
 		wantNumber                 int64
 	}{
-		{"Unique", "one", "", "c1", nil, one},
-		{"Idempotent", "one", "", "c1", nil, one},
-		{"UniqueWithSource", "one", "/a", "c2", nil, one},
-		{"UnknownID", "nope", "", "c1", fossil.ErrNotFound, 0},
-		{"WrongSource", "one", "/b", "c1", fossil.ErrNotFound, 0},
-		{"Ambiguous", "shared", "", "c1", fossil.ErrConflict, 0},
-		{"DisambiguatedA", "shared", "/a", "c1", nil, sharedA},
-		{"DisambiguatedB", "shared", "/b", "c1", nil, sharedB},
+		// Outside the read grant an event does not exist; an id shared
+		// with an unreadable event is not ambiguous.
+		{"Unreadable", "hidden", "", "c1", onlyS, fossil.ErrNotFound, 0},
+		{"UnreadableWithSource", "hidden", "/a", "c1", onlyS, fossil.ErrNotFound, 0},
+		{"Readable", "hidden", "", "c9", func(s string) bool { return s == "secret/1" }, nil, secret},
+		{"AmbiguityAmongReadable", "shared", "/a", "c4", onlyS, nil, sharedA},
+		{"Unique", "one", "", "c1", nil, nil, one},
+		{"Idempotent", "one", "", "c1", nil, nil, one},
+		{"UniqueWithSource", "one", "/a", "c2", nil, nil, one},
+		{"UnknownID", "nope", "", "c1", nil, fossil.ErrNotFound, 0},
+		{"WrongSource", "one", "/b", "c1", nil, fossil.ErrNotFound, 0},
+		{"Ambiguous", "shared", "", "c1", nil, fossil.ErrConflict, 0},
+		{"DisambiguatedA", "shared", "/a", "c1", nil, nil, sharedA},
+		{"DisambiguatedB", "shared", "/b", "c1", nil, nil, sharedB},
 	}
 	for _, tt := range tests {
-		got, err := st.Ack(ctx, tt.id, tt.source, tt.consumer)
+		got, err := st.Ack(ctx, tt.id, tt.source, tt.consumer, tt.canRead)
 		if tt.wantErr != nil {
 			if !errors.Is(err, tt.wantErr) {
 				t.Errorf("%s: Ack = %d, %v; want %v", tt.name, got, err, tt.wantErr)
@@ -357,7 +367,7 @@ func TestAckNotifies(t *testing.T) {
 	if got := store.AckPayload(n, "c:with:colons"); got != fmt.Sprintf("%d:c:with:colons", n) {
 		t.Fatalf("AckPayload = %q", got)
 	}
-	if _, err := bundle.store.Ack(bundle.ctx, "x", "", "c:with:colons"); err != nil {
+	if _, err := bundle.store.Ack(bundle.ctx, "x", "", "c:with:colons", nil); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -2,6 +2,7 @@ package streamer
 
 import (
 	"bufio"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -154,8 +155,9 @@ func (h *Handler) handleEvent(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := auth.CanRead(r.Context(), e.Stream); err != nil {
-		return err
+	if auth.CanRead(r.Context(), e.Stream) != nil {
+		// Refused without naming the stream, which the token may not read.
+		return fmt.Errorf("the token does not grant read access to the stream of event %d: %w", n, fossil.ErrForbidden)
 	}
 	w.Header().Set("Content-Type", "application/cloudevents+json")
 	_, _ = w.Write(append(e.AppendJSON(nil), '\n'))
