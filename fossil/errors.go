@@ -156,3 +156,31 @@ func (e *StoredConflictError) Error() string {
 }
 
 func (e *StoredConflictError) Unwrap() error { return ErrConflict }
+
+// ConcealedError keeps an internal cause (a database driver's message,
+// which may name a user, a host, a file) out of what clients read. Error is
+// the whole text, for the log; Public is the same text with the cause's
+// part replaced by a plain description. See [PublicText].
+type ConcealedError struct {
+	Err    error  // the whole error: its kind (a sentinel) and its cause
+	Public string // what a client may read
+}
+
+func (e *ConcealedError) Error() string { return e.Err.Error() }
+func (e *ConcealedError) Unwrap() error { return e.Err }
+
+// Conceal returns err, in whose text the text of cause is replaced, for
+// clients, by what.
+func Conceal(err, cause error, what string) error {
+	return &ConcealedError{Err: err, Public: strings.Replace(err.Error(), cause.Error(), what, 1)}
+}
+
+// PublicText returns the text of err that a client may read: the text of a
+// [ConcealedError] in it is replaced by its public text.
+func PublicText(err error) string {
+	text := err.Error()
+	if ce, ok := errors.AsType[*ConcealedError](err); ok {
+		text = strings.Replace(text, ce.Error(), ce.Public, 1)
+	}
+	return text
+}

@@ -106,7 +106,7 @@ func FromError(err error) Problem {
 		if !errors.Is(err, e.err) {
 			continue
 		}
-		p := Problem{Type: TypeURI(e.slug), Title: e.title, Status: e.status, Detail: err.Error()}
+		p := Problem{Type: TypeURI(e.slug), Title: e.title, Status: e.status, Detail: fossil.PublicText(err)}
 		var inv *fossil.InvalidError
 		if errors.As(err, &inv) {
 			p.Detail = inv.Error()
@@ -168,11 +168,15 @@ func Error(logger *slog.Logger, w http.ResponseWriter, r *http.Request, err erro
 		return
 	}
 	p := FromError(err)
+	attrs := []any{"method", r.Method, "path", r.URL.Path, "status", p.Status, "error", err}
+	if id := w.Header().Get("X-Request-Id"); id != "" {
+		attrs = append(attrs, "request_id", id)
+	}
 	switch {
 	case p.Status >= 500:
-		logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "status", p.Status, "error", err)
+		logger.ErrorContext(r.Context(), "request failed", attrs...)
 	default:
-		logger.DebugContext(r.Context(), "request rejected", "method", r.Method, "path", r.URL.Path, "status", p.Status, "error", err)
+		logger.DebugContext(r.Context(), "request rejected", attrs...)
 	}
 	Write(w, r, p)
 }

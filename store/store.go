@@ -221,36 +221,44 @@ func WithTx(ctx context.Context, pool *pgxpool.Pool, fn func(ctx context.Context
 }
 
 // interpretError maps pgx and PostgreSQL errors to fossil sentinels:
-// no rows → ErrNotFound, connection loss, timeouts and server shutdown →
-// ErrUnavailable. Other errors are returned unchanged (and become a 500).
+// no rows → ErrNotFound, connection loss, timeouts, server shutdown and
+// exhausted resources (a full disk) → ErrUnavailable, text PostgreSQL
+// cannot hold → ErrInvalid. The driver's text (which may name the user,
+// database, host, port or a file) is kept for the log and concealed from
+// clients (see [fossil.ConcealedError]). Other errors are returned
+// unchanged (and become a 500 that says nothing of its cause).
 func interpretError(err error) error {
 	if err == nil {
 		return nil
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("%w: %w", fossil.ErrNotFound, err)
+		return fossil.Conceal(fmt.Errorf("%w: %w", fossil.ErrNotFound, err), pgx.ErrNoRows, "does not exist")
 	}
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
 	if errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
-		return fmt.Errorf("%w: database timeout: %w", fossil.ErrUnavailable, err)
+		return fossil.Conceal(fmt.Errorf("%w: database timeout: %w", fossil.ErrUnavailable, err), err, "the database did not answer in time; retry later")
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code[:2] {
 		case "08", // connection exception
-			"53", // insufficient resources
+			"53", // insufficient resources (disk full, out of memory, too many connections)
 			"57": // operator intervention (admin shutdown, cancel, crash)
-			return fmt.Errorf("%w: database: %w", fossil.ErrUnavailable, err)
+			return fossil.Conceal(fmt.Errorf("%w: database: %w", fossil.ErrUnavailable, err), err, "the database cannot serve the request now; retry later")
 		}
-		if pgErr.Code == "23505" { // unique_violation
+		switch pgErr.Code {
+		case "23505": // unique_violation
 			switch pgErr.ConstraintName {
 			case "fossil_events_stream_sequence_key":
-				return fmt.Errorf("%w: %w", fossil.ErrSequenceConflict, err)
+				return fossil.Conceal(fmt.Errorf("%w: %w", fossil.ErrSequenceConflict, err), err, "the stream's sequence moved meanwhile")
 			case "fossil_events_id_source_key":
-				return fmt.Errorf("%w: %w", fossil.ErrConflict, err)
+				return fossil.Conceal(fmt.Errorf("%w: %w", fossil.ErrConflict, err), err, "an event with this source and id is already stored")
 			}
+		case "22021", // character_not_in_repertoire: invalid UTF-8, NUL
+			"22P05": // untranslatable_character
+			return fossil.Conceal(fmt.Errorf("%w: %w", fossil.ErrInvalid, err), err, "the request holds text that cannot be stored (invalid UTF-8 or a NUL character)")
 		}
 		return err
 	}
@@ -258,7 +266,7 @@ func interpretError(err error) error {
 	var connErr *pgconn.ConnectError
 	if errors.As(err, &netErr) || errors.As(err, &connErr) || pgconn.SafeToRetry(err) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, puddle.ErrClosedPool) {
-		return fmt.Errorf("%w: database unreachable: %w", fossil.ErrUnavailable, err)
+		return fossil.Conceal(fmt.Errorf("%w: database unreachable: %w", fossil.ErrUnavailable, err), err, "retry later")
 	}
 	return err
 }
