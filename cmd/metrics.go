@@ -57,10 +57,18 @@ func (s *Server) newMetrics() *metrics.Metrics {
 // GET /consumers does.
 func (s *Server) metricsHandler() http.Handler {
 	h := s.metrics.FilteredHandler(func(r *http.Request) func(string) bool { return auth.ConsumeFilter(r.Context()) })
+	// Scrapes take turns, a few at a time, rather than being refused.
+	turns := make(chan struct{}, 4)
 	return problem.Handler(s.Logger, func(w http.ResponseWriter, r *http.Request) error {
 		if err := auth.RequireMetrics(r.Context()); err != nil {
 			return err
 		}
+		select {
+		case turns <- struct{}{}:
+		case <-r.Context().Done():
+			return r.Context().Err()
+		}
+		defer func() { <-turns }()
 		h.ServeHTTP(w, r)
 		return nil
 	})
