@@ -168,10 +168,8 @@ func Error(logger *slog.Logger, w http.ResponseWriter, r *http.Request, err erro
 		return
 	}
 	p := FromError(err)
+	// The request id is added by cmd's log handler from r's context.
 	attrs := []any{"method", r.Method, "path", r.URL.Path, "status", p.Status, "error", err}
-	if id := w.Header().Get("X-Request-Id"); id != "" {
-		attrs = append(attrs, "request_id", id)
-	}
 	switch {
 	case p.Status >= 500:
 		logger.ErrorContext(r.Context(), "request failed", attrs...)
