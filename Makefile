@@ -7,7 +7,7 @@ LDFLAGS  := -X github.com/fossil-events/fossil/cmd.version=$(VERSION)
 PG_ADMIN_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
 .DEFAULT_GOAL := help
-.PHONY: help build test lint fuzz chaos-subscriptions bench bench-go bench-scale db/reset db/reset-scale
+.PHONY: help build test lint fuzz chaos chaos-subscriptions bench bench-go bench-scale db/reset db/reset-scale
 
 help: ## List the targets.
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_\/-]+:.*## / { printf "  %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -27,6 +27,11 @@ lint: ## golangci-lint if installed, else go vet and a gofmt check.
 		out=$$(gofmt -l $$(git ls-files '*.go')) && \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi; \
 	fi
+
+chaos: ## The reliability suite: kill -9, PostgreSQL restarts, full disk, greedy and hostile clients (about 10 min; docs/RELIABILITY.md).
+	@echo "make chaos: about 10 minutes; full output in chaos.out"
+	@$(GO) test -tags chaos -count=1 -v -timeout 30m ./chaos/ > chaos.out 2>&1; rc=$$?; \
+		grep -E '^(=== RUN|--- |FIGURE|PASS|FAIL|ok|\*\*\*)|_test.go:[0-9]+:' chaos.out; exit $$rc
 
 fuzz: ## Every fuzz target for FUZZTIME each (default 60s; .ci/fuzz).
 	bash .ci/fuzz
