@@ -28,7 +28,7 @@ type Config struct {
 	PageSize int
 	// PageBytes bounds the documents of one catch-up page, and the frames
 	// one step of a subscriber takes from the ring; a page always holds at
-	// least one event. 0 means store.DefaultPageBytes.
+	// least one event. 0 means DefaultPageBytes.
 	PageBytes int64
 	// Keepalive is the interval of ": keepalive" comments on idle streams;
 	// 0 means 15s.
@@ -41,6 +41,11 @@ type Config struct {
 	// ObserveFunc, when set, is told about delivered events (for metrics).
 	ObserveFunc func(delivered int, lag time.Duration)
 }
+
+// DefaultPageBytes bounds the documents of a page a subscriber reads from
+// the log: what one SSE client may hold while a slow reader takes it (see
+// docs/RELIABILITY.md). Pages of small events still hold PageSize events.
+const DefaultPageBytes = 256 << 10
 
 // frame is one event rendered once for every subscriber.
 type frame struct {
@@ -84,7 +89,7 @@ func New(cfg Config) *Hub {
 		cfg.PageSize = 1000
 	}
 	if cfg.PageBytes <= 0 {
-		cfg.PageBytes = store.DefaultPageBytes
+		cfg.PageBytes = DefaultPageBytes
 	}
 	if cfg.Keepalive <= 0 {
 		cfg.Keepalive = 15 * time.Second
