@@ -1,7 +1,6 @@
 package fossil
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -47,6 +46,18 @@ func NewSalt() []byte {
 	return s
 }
 
+// NewSalts returns n fresh random salts, read from the random source at
+// once.
+func NewSalts(n int) [][]byte {
+	b := make([]byte, n*SaltSize)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = b[i*SaltSize : (i+1)*SaltSize : (i+1)*SaltSize]
+	}
+	return out
+}
+
 // LeafTail returns the part of an event's leaf that does not depend on its
 // position in the log: everything after fossilsequenceinstream. doc is the
 // event's document (without fossil* members, as stored, or with them, as
@@ -70,6 +81,14 @@ func LeafTail(doc []byte, expectAck string, salt []byte) ([]byte, error) {
 		dataKind  byte = 'n'
 		memberErr error
 	)
+	// Raw values are copied into one buffer as large as the document, so
+	// that the slices taken from it stay valid.
+	scratch := make([]byte, 0, len(doc))
+	raw := func(it *jsoniter.Iterator) []byte {
+		k := len(scratch)
+		scratch = it.SkipAndAppendBytes(scratch)
+		return scratch[k:len(scratch):len(scratch)]
+	}
 	it := leafJSON.BorrowIterator(doc)
 	defer leafJSON.ReturnIterator(it)
 	ok := it.ReadObjectCB(func(it *jsoniter.Iterator, name string) bool {
@@ -78,7 +97,7 @@ func LeafTail(doc []byte, expectAck string, salt []byte) ([]byte, error) {
 			memberErr = errors.New("leaf: the event has data twice")
 			return false
 		case name == "data":
-			data, dataKind = bytes.Clone(it.SkipAndReturnBytes()), 'j'
+			data, dataKind = raw(it), 'j'
 		case name == "data_base64":
 			if it.WhatIsNext() != jsoniter.StringValue {
 				memberErr = errors.New("leaf: data_base64 is not a string")
@@ -95,7 +114,7 @@ func LeafTail(doc []byte, expectAck string, salt []byte) ([]byte, error) {
 		case it.WhatIsNext() == jsoniter.StringValue:
 			members = append(members, member{name, 's', []byte(it.ReadString())})
 		default:
-			members = append(members, member{name, 'j', bytes.Clone(it.SkipAndReturnBytes())})
+			members = append(members, member{name, 'j', raw(it)})
 		}
 		return it.Error == nil
 	})

@@ -120,7 +120,12 @@ var errAppenderClosed = fmt.Errorf("%w: the server is shutting down", fossil.Err
 // is returned and the request may or may not have been committed; a retry
 // is safe because appends are idempotent.
 func (a *Appender) Append(ctx context.Context, req *AppendRequest) (*AppendResult, error) {
-	for _, e := range req.Events {
+	// One read of the random source for the salts of the whole request.
+	salts := fossil.NewSalts(len(req.Events))
+	for i, e := range req.Events {
+		if e.Salt == nil {
+			e.Salt = salts[i]
+		}
 		if err := prepareLeaf(e); err != nil {
 			return nil, err
 		}
