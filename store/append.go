@@ -126,14 +126,14 @@ const advanceHeadSQL = `UPDATE fossil_head SET last_number = $1 / (last_number =
 
 // advanceHeadTreeSQL is advanceHeadSQL for a group that hashed its events
 // into the tree: it also moves the tree to the new edge $4 and, only once
-// the head row is locked and checked, stores the new hashes (one run from
-// $5).
+// the head row is locked and checked, stores the new hashes (rows of
+// [splitRun]).
 const advanceHeadTreeSQL = `
 WITH h AS (
   UPDATE fossil_head SET last_number = $1 / (last_number = $2 AND tree_size = $3)::int, tree_size = $1, tree_edge = $4
   RETURNING 1
 )
-INSERT INTO fossil_tree_hashes (first_index, hashes) SELECT $5, $6 FROM h`
+INSERT INTO fossil_tree_hashes (first_index, hashes) SELECT u.* FROM h, unnest($5::bigint[], $6::bytea[]) AS u`
 
 const streamHeadsSQL = `SELECT name, last_sequence FROM fossil_streams WHERE name = ANY($1::text[])`
 
@@ -466,9 +466,9 @@ ON CONFLICT (name) DO UPDATE SET last_sequence = excluded.last_sequence`
 const updateHeadSQL = `UPDATE fossil_head SET last_number = $1`
 
 // updateHeadTreeSQL moves the head together with the tree, whose new
-// stored hashes are one run from $3.
+// stored hashes are the rows $3, $4 (see [splitRun]).
 const updateHeadTreeSQL = `
-WITH t AS (INSERT INTO fossil_tree_hashes (first_index, hashes) VALUES ($3, $4))
+WITH t AS (INSERT INTO fossil_tree_hashes (first_index, hashes) SELECT * FROM unnest($3::bigint[], $4::bytea[]))
 UPDATE fossil_head SET last_number = $1, tree_size = $1, tree_edge = $2`
 
 const notifySQL = `SELECT pg_notify($1, $2)`
@@ -512,7 +512,8 @@ func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
 			return nil
 		}
 		if hashed {
-			batch.Queue(advanceHeadTreeSQL, st.head, st.loadedHead, loadedTree, st.tree.Bytes(), first, run)
+			firsts, runs := splitRun(first, run)
+			batch.Queue(advanceHeadTreeSQL, st.head, st.loadedHead, loadedTree, st.tree.Bytes(), firsts, runs)
 		} else {
 			batch.Queue(advanceHeadSQL, st.head, st.loadedHead, loadedTree)
 		}
@@ -547,7 +548,8 @@ func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
 		switch {
 		case st.fromCache:
 		case hashed:
-			batch.Queue(updateHeadTreeSQL, st.head, st.tree.Bytes(), first, run)
+			firsts, runs := splitRun(first, run)
+			batch.Queue(updateHeadTreeSQL, st.head, st.tree.Bytes(), firsts, runs)
 		default:
 			batch.Queue(updateHeadSQL, st.head)
 		}

@@ -263,7 +263,7 @@ const (
 	builderEventsSQL = `SELECT ` + eventColumns + `, salt FROM fossil_events WHERE number > $1 AND number <= $2 ORDER BY number`
 	setSaltsSQL      = `UPDATE fossil_events e SET salt = s.salt FROM unnest($1::bigint[], $2::bytea[]) AS s(number, salt) WHERE e.number = s.number`
 	advanceTreeSQL   = `
-WITH t AS (INSERT INTO fossil_tree_hashes (first_index, hashes) VALUES ($3, $4))
+WITH t AS (INSERT INTO fossil_tree_hashes (first_index, hashes) SELECT * FROM unnest($3::bigint[], $4::bytea[]))
 UPDATE fossil_head SET tree_size = $1, tree_edge = $2`
 )
 
@@ -342,11 +342,31 @@ func (s *Store) BuildTree(ctx context.Context, max int) (size, head int64, err e
 				return fmt.Errorf("store salts: %w", err)
 			}
 		}
-		if _, err := tx.Exec(ctx, advanceTreeSQL, hi, edge.Bytes(), first, run); err != nil {
+		firsts, runs := splitRun(first, run)
+		if _, err := tx.Exec(ctx, advanceTreeSQL, hi, edge.Bytes(), firsts, runs); err != nil {
 			return fmt.Errorf("store tree hashes: %w", err)
 		}
 		size = hi
 		return nil
 	})
 	return size, head, interpretError(err)
+}
+
+// runHashes is the most hashes one row of fossil_tree_hashes holds: 1,792
+// bytes keep the row below PostgreSQL's TOAST threshold (about 2 kB), so
+// it is stored inline, and never run through compression, which random
+// hashes defeat anyway.
+const runHashes = 56
+
+// splitRun cuts a run of stored hashes starting at index first into rows
+// of at most runHashes hashes.
+func splitRun(first int64, run []byte) (firsts []int64, runs [][]byte) {
+	const size = runHashes * tlog.HashSize
+	for len(run) > 0 {
+		n := min(len(run), size)
+		firsts, runs = append(firsts, first), append(runs, run[:n])
+		first += int64(n / tlog.HashSize)
+		run = run[n:]
+	}
+	return firsts, runs
 }
