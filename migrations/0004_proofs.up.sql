@@ -21,9 +21,10 @@ ALTER TABLE fossil_head
     ADD COLUMN replacement_chain bytea NOT NULL DEFAULT '\x0000000000000000000000000000000000000000000000000000000000000000';
 
 -- The tree's stored hashes (golang.org/x/mod/sumdb/tlog's StoredHashIndex
--- order). Each group commit writes one row: the contiguous run of hashes
--- its events add, starting at first_index; the hash at index i is the
--- 32 bytes at offset (i - first_index) * 32 of the run that holds i.
+-- order). Each group commit writes the contiguous run of hashes its
+-- events add, in rows of at most 56 hashes (below the TOAST threshold),
+-- each starting at first_index; the hash at index i is the 32 bytes at
+-- offset (i - first_index) * 32 of the row that holds i.
 CREATE TABLE fossil_tree_hashes (
     first_index bigint PRIMARY KEY,
     hashes      bytea  NOT NULL
