@@ -27,6 +27,7 @@ import (
 	"github.com/fossil-events/fossil/pgmanaged"
 	"github.com/fossil-events/fossil/problem"
 	"github.com/fossil-events/fossil/proof"
+	"github.com/fossil-events/fossil/rpc"
 	"github.com/fossil-events/fossil/schema"
 	"github.com/fossil-events/fossil/store"
 	"github.com/fossil-events/fossil/streamer"
@@ -194,6 +195,11 @@ func (s *Server) Run(ctx context.Context) error {
 		BaseContext:       func(net.Listener) context.Context { return s.streamCtx },
 		ErrorLog:          slog.NewLogLogger(s.Logger.Handler(), slog.LevelDebug),
 	}
+	// HTTP/2 without TLS (h2c, prior knowledge) next to HTTP/1.1, for gRPC
+	// clients of the protobuf interface.
+	s.http.Protocols = new(http.Protocols)
+	s.http.Protocols.SetHTTP1(true)
+	s.http.Protocols.SetUnencryptedHTTP2(true)
 	s.background.Add(1)
 	go func() {
 		defer s.background.Done()
@@ -305,8 +311,33 @@ func (s *Server) routes() *mux.Router {
 	s.subs.Register(r)
 	s.proofs.Register(r)
 	openapi.Register(r)
+	rpcPath, rpcHandler := rpc.New(rpc.Config{
+		Appender:      s.appender,
+		Store:         s.store,
+		Feed:          s.hub,
+		Decode:        s.decodeRPC,
+		Logger:        s.Logger,
+		AppendTimeout: s.Config.AppendTimeout,
+		MaxMessage:    int(s.Config.MaxBody),
+	}).Path()
+	r.PathPrefix(rpcPath).Handler(rpcHandler)
 	importer.New(importer.Config{Store: s.store, Logger: s.Logger, MaxLine: 4*int(s.Config.MaxBody) + 64<<10}).Register(r)
 	return r
+}
+
+// decodeRPC checks an event of the protobuf interface as POST /collect
+// checks one: the collector's decoder, then the schema registry.
+func (s *Server) decodeRPC(loc string, doc []byte) (*fossil.Event, error) {
+	d, err := collector.DecodeStructured(loc, doc)
+	if err != nil {
+		return nil, err
+	}
+	if s.schemas != nil {
+		if err := s.schemas.Validate(d.Location, d.Event.Type, d.DataKind, d.Data); err != nil {
+			return nil, err
+		}
+	}
+	return d.Event, nil
 }
 
 // subscriptionBackoff is the default retry policy, or one starting at

@@ -585,3 +585,10 @@ func percentDecode(s string) (string, error) {
 	}
 	return out, nil
 }
+
+// DecodeStructured decodes one event given as a structured-mode JSON
+// document with every check of POST /collect; loc names it in errors. The
+// protobuf interface converts its events to such a document.
+func DecodeStructured(loc string, body []byte) (*Decoded, error) {
+	return decodeStructured(loc, body)
+}

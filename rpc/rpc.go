@@ -1,0 +1,489 @@
+package rpc
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/cloudevents/sdk-go/binding/format/protobuf/v2/pb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/fossil-events/fossil/auth"
+	"github.com/fossil-events/fossil/feed"
+	"github.com/fossil-events/fossil/fossil"
+	"github.com/fossil-events/fossil/problem"
+	fossilv1 "github.com/fossil-events/fossil/proto/fossil/v1"
+	"github.com/fossil-events/fossil/proto/fossil/v1/fossilv1connect"
+	"github.com/fossil-events/fossil/store"
+)
+
+// Limits of the read RPCs, as those of the HTTP query endpoints.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 1000
+	// MaxBatchEvents bounds the events of one Collect, as a /collect batch.
+	MaxBatchEvents = 10000
+)
+
+// Feed delivers history then live events (the feed hub).
+type Feed interface {
+	Events(ctx context.Context, p feed.Params, send func([]*fossil.Event) error) error
+}
+
+// Config wires a [Handler].
+type Config struct {
+	Appender *store.Appender
+	Store    *store.Store
+	Feed     Feed
+	// Decode checks one event given as a structured-mode CloudEvents JSON
+	// document exactly as POST /collect does (schema validation included)
+	// and returns it ready to store; loc names it in errors.
+	Decode func(loc string, doc []byte) (*fossil.Event, error)
+	Logger *slog.Logger
+	// AppendTimeout bounds the wait for the commit; 0 means 15s.
+	AppendTimeout time.Duration
+	// MaxMessage bounds a request message in bytes; 0 means 4 MiB.
+	MaxMessage int
+}
+
+// Handler implements fossilv1connect.EventStoreHandler.
+type Handler struct {
+	cfg    Config
+	logger *slog.Logger
+}
+
+var _ fossilv1connect.EventStoreHandler = (*Handler)(nil)
+
+// New returns a Handler.
+func New(cfg Config) *Handler {
+	if cfg.AppendTimeout <= 0 {
+		cfg.AppendTimeout = 15 * time.Second
+	}
+	if cfg.MaxMessage <= 0 {
+		cfg.MaxMessage = 4 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{cfg: cfg, logger: cfg.Logger.With("component", "rpc")}
+}
+
+// Path and Handler return the route prefix and the http.Handler that serve
+// the service.
+func (h *Handler) Path() (string, http.Handler) {
+	return fossilv1connect.NewEventStoreHandler(h, connect.WithReadMaxBytes(h.cfg.MaxMessage))
+}
+
+// Collect appends one event or an atomic batch, as POST /collect.
+func (h *Handler) Collect(ctx context.Context, req *connect.Request[fossilv1.CollectRequest]) (*connect.Response[fossilv1.CollectResponse], error) {
+	m := req.Msg
+	ar := &store.AppendRequest{Stream: m.GetStream(), Replace: m.GetReplace()}
+	if err := fossil.ValidateStream("stream", ar.Stream); err != nil {
+		return nil, h.fail(ctx, err)
+	}
+	if err := auth.CanWrite(ctx, ar.Stream); err != nil {
+		return nil, h.fail(ctx, err)
+	}
+	if m.ExpectedSequence != nil {
+		n := m.GetExpectedSequence()
+		if n < 1 || n > math.MaxInt64 {
+			return nil, h.fail(ctx, fossil.Invalid("expected_sequence", "must be an integer from 1 to %d, got %d", int64(math.MaxInt64), n))
+		}
+		if ar.Replace {
+			return nil, h.fail(ctx, fossil.Invalid("expected_sequence", "cannot be combined with replace: a replacement keeps the event's sequence"))
+		}
+		ar.ExpectedSequence = int64(n)
+	}
+	switch n := len(m.GetEvents()); {
+	case n == 0:
+		return nil, h.fail(ctx, fossil.Invalid("events", "at least one event is required"))
+	case n > MaxBatchEvents:
+		return nil, h.fail(ctx, fossil.Invalid("events", "the batch holds %d events; at most %d are allowed", n, MaxBatchEvents))
+	}
+	ar.Events = make([]*fossil.Event, len(m.GetEvents()))
+	for i, ce := range m.GetEvents() {
+		loc := fmt.Sprintf("events[%d]", i)
+		doc, err := StructuredJSON(loc, ce)
+		if err != nil {
+			return nil, h.fail(ctx, err)
+		}
+		if ar.Events[i], err = h.cfg.Decode(loc, doc); err != nil {
+			return nil, h.fail(ctx, err)
+		}
+	}
+	actx, cancel := context.WithTimeout(ctx, h.cfg.AppendTimeout)
+	defer cancel()
+	res, err := h.cfg.Appender.Append(actx, ar)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			err = fmt.Errorf("%w: the append was not confirmed in time; it may or may not be stored, and retrying it is safe", fossil.ErrUnavailable)
+		}
+		return nil, h.fail(ctx, err)
+	}
+	out := &fossilv1.CollectResponse{Events: make([]*fossilv1.Position, len(res.Events)), Duplicate: res.Duplicate}
+	for i, p := range res.Events {
+		out.Events[i] = &fossilv1.Position{Id: p.ID, Source: p.Source, EventNumber: uint64(p.Number), Sequence: uint64(p.Sequence)}
+	}
+	return connect.NewResponse(out), nil
+}
+
+// GetEvent returns one event, as GET /events/{number}.
+func (h *Handler) GetEvent(ctx context.Context, req *connect.Request[fossilv1.GetEventRequest]) (*connect.Response[fossilv1.GetEventResponse], error) {
+	n := req.Msg.GetEventNumber()
+	if n > math.MaxInt64 {
+		return nil, h.fail(ctx, fossil.Invalid("event_number", "must be at most %d", int64(math.MaxInt64)))
+	}
+	e, err := h.cfg.Store.EventByNumber(ctx, int64(n))
+	if err != nil {
+		return nil, h.fail(ctx, err)
+	}
+	if err := auth.CanRead(ctx, e.Stream); err != nil {
+		return nil, h.fail(ctx, err)
+	}
+	pe, err := ToProto(e)
+	if err != nil {
+		return nil, h.fail(ctx, err)
+	}
+	return connect.NewResponse(&fossilv1.GetEventResponse{Event: pe}), nil
+}
+
+// ReadStream returns a page of one stream, as GET /streams/{stream}/events.
+func (h *Handler) ReadStream(ctx context.Context, req *connect.Request[fossilv1.ReadStreamRequest]) (*connect.Response[fossilv1.ReadResponse], error) {
+	m := req.Msg
+	if err := fossil.ValidateStream("stream", m.GetStream()); err != nil {
+		return nil, h.fail(ctx, err)
+	}
+	if err := auth.CanRead(ctx, m.GetStream()); err != nil {
+		return nil, h.fail(ctx, err)
+	}
+	limit, err := pageLimit(m.GetLimit())
+	if err != nil {
+		return nil, h.fail(ctx, err)
+	}
+	from := m.GetFromSequence()
+	if from > math.MaxInt64 {
+		return nil, h.fail(ctx, fossil.Invalid("from_sequence", "must be at most %d", int64(math.MaxInt64)))
+	}
+	from = max(from, 1)
+	events, err := h.cfg.Store.StreamEvents(ctx, m.GetStream(), int64(from), limit)
+	if err != nil {
+		return nil, h.fail(ctx, err)
+	}
+	return h.page(ctx, events, len(events) == limit, nil)
+}
+
+// ReadLog returns a page of the global log, as GET /events.
+func (h *Handler) ReadLog(ctx context.Context, req *connect.Request[fossilv1.ReadLogRequest]) (*connect.Response[fossilv1.ReadResponse], error) {
+	m := req.Msg
+	limit, err := pageLimit(m.GetLimit())
+	if err != nil {
+		return nil, h.fail(ctx, err)
+	}
+	if m.GetAfter() > math.MaxInt64 {
+		return nil, h.fail(ctx, fossil.Invalid("after", "must be at most %d", int64(math.MaxInt64)))
+	}
+	events, err := h.cfg.Store.ReadLog(ctx, store.ReadLogParams{After: int64(m.GetAfter()), Limit: limit})
+	if err != nil {
+		return nil, h.fail(ctx, err)
+	}
+	return h.page(ctx, events, len(events) == limit, auth.ReadFilter(ctx))
+}
+
+func (h *Handler) page(ctx context.Context, events []*fossil.Event, more bool, allow func(string) bool) (*connect.Response[fossilv1.ReadResponse], error) {
+	out := &fossilv1.ReadResponse{Events: make([]*fossilv1.Event, 0, len(events)), More: more}
+	for _, e := range events {
+		if allow != nil && !allow(e.Stream) {
+			continue
+		}
+		pe, err := ToProto(e)
+		if err != nil {
+			return nil, h.fail(ctx, err)
+		}
+		out.Events = append(out.Events, pe)
+	}
+	return connect.NewResponse(out), nil
+}
+
+func pageLimit(n uint32) (int, error) {
+	switch {
+	case n == 0:
+		return DefaultLimit, nil
+	case n > MaxLimit:
+		return 0, fossil.Invalid("limit", "limit %d is above the maximum of %d", n, MaxLimit)
+	default:
+		return int(n), nil
+	}
+}
+
+// Subscribe streams history then live events, as GET /sse.
+func (h *Handler) Subscribe(ctx context.Context, req *connect.Request[fossilv1.SubscribeRequest], stream *connect.ServerStream[fossilv1.SubscribeResponse]) error {
+	m := req.Msg
+	switch n := len(m.GetTemplates()); {
+	case n == 0:
+		return h.fail(ctx, fossil.Invalid("templates", "at least one stream template is required, e.g. orders/{id} or {+all}"))
+	case n > feed.MaxTemplates:
+		return h.fail(ctx, fossil.Invalid("templates", "at most %d stream templates are allowed", feed.MaxTemplates))
+	}
+	templates, err := fossil.ParseTemplates("templates", m.GetTemplates())
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	if m.GetAfter() > math.MaxInt64 {
+		return h.fail(ctx, fossil.Invalid("after", "must be at most %d", int64(math.MaxInt64)))
+	}
+	p := feed.Params{Templates: templates, After: int64(m.GetAfter()), Allow: auth.ReadFilter(ctx)}
+	if exp, ok := auth.ExpiresAt(ctx); ok {
+		p.Expires = exp
+	}
+	err = h.cfg.Feed.Events(ctx, p, func(events []*fossil.Event) error {
+		out := &fossilv1.SubscribeResponse{Events: make([]*fossilv1.Event, len(events))}
+		for i, e := range events {
+			pe, err := ToProto(e)
+			if err != nil {
+				return err
+			}
+			out.Events[i] = pe
+		}
+		return stream.Send(out)
+	})
+	if err != nil && ctx.Err() == nil {
+		return h.fail(ctx, err)
+	}
+	return nil
+}
+
+// fail turns err into a Connect error: the code of its HTTP status and the
+// problem document as an error detail (google.protobuf.Struct).
+func (h *Handler) fail(ctx context.Context, err error) error {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return ce
+	}
+	p := problem.FromError(err)
+	if p.Status >= http.StatusInternalServerError && p.Status != http.StatusServiceUnavailable {
+		h.logger.ErrorContext(ctx, "rpc failed", "error", err)
+	}
+	out := connect.NewError(Code(p.Status), errors.New(p.Detail))
+	if b, mErr := json.Marshal(p); mErr == nil {
+		var fields map[string]any
+		if json.Unmarshal(b, &fields) == nil {
+			if st, sErr := structpb.NewStruct(fields); sErr == nil {
+				if d, dErr := connect.NewErrorDetail(st); dErr == nil {
+					out.AddDetail(d)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Code maps the HTTP status of an error to its Connect (gRPC) code.
+func Code(status int) connect.Code {
+	switch status {
+	case http.StatusBadRequest, http.StatusUnsupportedMediaType:
+		return connect.CodeInvalidArgument
+	case http.StatusRequestEntityTooLarge:
+		return connect.CodeResourceExhausted
+	case http.StatusUnauthorized:
+		return connect.CodeUnauthenticated
+	case http.StatusForbidden:
+		return connect.CodePermissionDenied
+	case http.StatusNotFound:
+		return connect.CodeNotFound
+	case http.StatusConflict:
+		return connect.CodeAborted
+	case http.StatusUnprocessableEntity:
+		return connect.CodeFailedPrecondition
+	case http.StatusServiceUnavailable:
+		return connect.CodeUnavailable
+	default:
+		return connect.CodeInternal
+	}
+}
+
+// isJSONMedia reports whether a datacontenttype says JSON, as the
+// collector decides it.
+func isJSONMedia(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		mt = strings.ToLower(strings.TrimSpace(strings.SplitN(contentType, ";", 2)[0]))
+	}
+	return mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json")
+}
+
+// fields of CloudEvent that must not appear among its attributes.
+var notAttributes = map[string]bool{"specversion": true, "id": true, "source": true, "type": true, "data": true, "data_base64": true}
+
+// StructuredJSON renders a protobuf CloudEvent as the structured-mode JSON
+// document POST /collect would receive for it, for the collector's checks:
+//   - attributes become members: ce_timestamp as RFC 3339, ce_bytes as
+//     base64, ce_uri and ce_uri_ref as strings;
+//   - text_data is the data itself when datacontenttype is JSON or absent
+//     (it must then be JSON), else a string;
+//   - binary_data is JSON data when datacontenttype is JSON, else
+//     data_base64;
+//   - proto_data is refused (send the message's bytes as binary_data).
+func StructuredJSON(loc string, ce *pb.CloudEvent) ([]byte, error) {
+	if ce == nil {
+		return nil, fossil.Invalid(loc, "the event is empty")
+	}
+	doc := map[string]any{
+		"specversion": ce.GetSpecVersion(),
+		"id":          ce.GetId(),
+		"source":      ce.GetSource(),
+		"type":        ce.GetType(),
+	}
+	ct := ""
+	for name, v := range ce.GetAttributes() {
+		at := loc + ".attributes." + name
+		if notAttributes[name] {
+			return nil, fossil.Invalid(at, "%q is not an attribute: it has its own field of CloudEvent", name)
+		}
+		switch a := v.GetAttr().(type) {
+		case *pb.CloudEventAttributeValue_CeBoolean:
+			doc[name] = a.CeBoolean
+		case *pb.CloudEventAttributeValue_CeInteger:
+			doc[name] = a.CeInteger
+		case *pb.CloudEventAttributeValue_CeString:
+			doc[name] = a.CeString
+		case *pb.CloudEventAttributeValue_CeBytes:
+			doc[name] = base64.StdEncoding.EncodeToString(a.CeBytes)
+		case *pb.CloudEventAttributeValue_CeUri:
+			doc[name] = a.CeUri
+		case *pb.CloudEventAttributeValue_CeUriRef:
+			doc[name] = a.CeUriRef
+		case *pb.CloudEventAttributeValue_CeTimestamp:
+			if err := a.CeTimestamp.CheckValid(); err != nil {
+				return nil, fossil.Invalid(at, "invalid timestamp: %s", err.Error())
+			}
+			doc[name] = a.CeTimestamp.AsTime().UTC().Format(time.RFC3339Nano)
+		default:
+			return nil, fossil.Invalid(at, "attribute %q has no value", name)
+		}
+		if name == "datacontenttype" {
+			s, ok := doc[name].(string)
+			if !ok {
+				return nil, fossil.Invalid(at, "attribute %q must be a string", name)
+			}
+			ct = s
+		}
+	}
+	switch d := ce.GetData().(type) {
+	case nil:
+	case *pb.CloudEvent_TextData:
+		if ct == "" || isJSONMedia(ct) {
+			if !json.Valid([]byte(d.TextData)) {
+				return nil, fossil.Invalid(loc+".text_data", "datacontenttype %q says JSON (absent means JSON) but text_data is not valid JSON", ct)
+			}
+			doc["data"] = json.RawMessage(d.TextData)
+		} else {
+			doc["data"] = d.TextData
+		}
+	case *pb.CloudEvent_BinaryData:
+		if isJSONMedia(ct) {
+			if !json.Valid(d.BinaryData) {
+				return nil, fossil.Invalid(loc+".binary_data", "datacontenttype %q says JSON but binary_data is not valid JSON", ct)
+			}
+			doc["data"] = json.RawMessage(d.BinaryData)
+		} else {
+			doc["data_base64"] = base64.StdEncoding.EncodeToString(d.BinaryData)
+		}
+	case *pb.CloudEvent_ProtoData:
+		return nil, fossil.Invalid(loc+".proto_data", "proto_data is not supported; send the message's bytes as binary_data with datacontenttype application/protobuf and dataschema naming its type")
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return nil, fossil.Invalid(loc, "the event cannot be rendered as JSON: %s", err.Error())
+	}
+	return b, nil
+}
+
+// ToProto renders a stored event: the CloudEvent as collected and where it
+// is stored. JSON data (and text of other media types) comes back as
+// text_data, binary data as binary_data; time is a ce_timestamp,
+// dataschema a ce_uri, extensions keep their JSON type.
+func ToProto(e *fossil.Event) (*fossilv1.Event, error) {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(e.Doc, &members); err != nil {
+		return nil, fmt.Errorf("event %d: stored document: %w", e.Number, err)
+	}
+	ce := &pb.CloudEvent{Attributes: map[string]*pb.CloudEventAttributeValue{}}
+	str := func(raw json.RawMessage) (string, bool) {
+		var s string
+		return s, json.Unmarshal(raw, &s) == nil
+	}
+	ct := ""
+	if raw, ok := members["datacontenttype"]; ok {
+		ct, _ = str(raw)
+	}
+	for name, raw := range members {
+		switch name {
+		case "specversion":
+			ce.SpecVersion, _ = str(raw)
+		case "id":
+			ce.Id, _ = str(raw)
+		case "source":
+			ce.Source, _ = str(raw)
+		case "type":
+			ce.Type, _ = str(raw)
+		case "data_base64":
+			s, _ := str(raw)
+			b, err := base64.StdEncoding.DecodeString(s)
+			if err != nil {
+				return nil, fmt.Errorf("event %d: stored data_base64: %w", e.Number, err)
+			}
+			ce.Data = &pb.CloudEvent_BinaryData{BinaryData: b}
+		case "data":
+			if s, ok := str(raw); ok && ct != "" && !isJSONMedia(ct) {
+				ce.Data = &pb.CloudEvent_TextData{TextData: s}
+			} else {
+				ce.Data = &pb.CloudEvent_TextData{TextData: string(raw)}
+			}
+		case "time":
+			s, _ := str(raw)
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				return nil, fmt.Errorf("event %d: stored time: %w", e.Number, err)
+			}
+			ce.Attributes[name] = &pb.CloudEventAttributeValue{Attr: &pb.CloudEventAttributeValue_CeTimestamp{CeTimestamp: timestamppb.New(t)}}
+		case "dataschema":
+			s, _ := str(raw)
+			ce.Attributes[name] = &pb.CloudEventAttributeValue{Attr: &pb.CloudEventAttributeValue_CeUri{CeUri: s}}
+		default:
+			ce.Attributes[name] = attributeValue(raw)
+		}
+	}
+	return &fossilv1.Event{
+		Event:       ce,
+		Stream:      e.Stream,
+		EventNumber: uint64(e.Number),
+		Sequence:    uint64(e.Sequence),
+		ExpectAck:   e.ExpectAck,
+	}, nil
+}
+
+// attributeValue types a stored extension by its JSON form.
+func attributeValue(raw json.RawMessage) *pb.CloudEventAttributeValue {
+	var v any
+	_ = json.Unmarshal(raw, &v)
+	switch v := v.(type) {
+	case bool:
+		return &pb.CloudEventAttributeValue{Attr: &pb.CloudEventAttributeValue_CeBoolean{CeBoolean: v}}
+	case float64:
+		return &pb.CloudEventAttributeValue{Attr: &pb.CloudEventAttributeValue_CeInteger{CeInteger: int32(v)}}
+	case string:
+		return &pb.CloudEventAttributeValue{Attr: &pb.CloudEventAttributeValue_CeString{CeString: v}}
+	default:
+		return &pb.CloudEventAttributeValue{Attr: &pb.CloudEventAttributeValue_CeString{CeString: string(raw)}}
+	}
+}
