@@ -63,7 +63,8 @@ func TestPostgresRestartAndTermination(t *testing.T) {
 	wg := writers(ctx, 8, base, l)
 	time.Sleep(2 * time.Second)
 	for _, mode := range []string{"fast", "immediate"} {
-		if err := pg.ctl("restart", "-m", mode); err != nil {
+		// -l: the new postmaster must not inherit ctl's output pipe.
+		if err := pg.ctl("restart", "-m", mode, "-l", filepath.Join(pg.dir, "log")); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(3 * time.Second)
