@@ -83,7 +83,7 @@ func TestHostileHTTP(t *testing.T) {
 	var mu sync.Mutex
 	statuses := map[int]int{}
 	var fails []string
-	total := 0
+	total, framing := 0, 0
 	end := time.Now().Add(duration)
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -134,6 +134,13 @@ func TestHostileHTTP(t *testing.T) {
 				cancel()
 				mu.Lock()
 				statuses[resp.StatusCode]++
+				if resp.StatusCode == http.StatusBadRequest && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+					// net/http refused the request line itself (a raw space,
+					// say) before any handler ran: not Fossil's answer.
+					framing++
+					mu.Unlock()
+					continue
+				}
 				if resp.StatusCode >= 500 || (resp.StatusCode >= 400 && method != "HEAD" && resp.Header.Get("Content-Type") != "application/problem+json") {
 					fails = append(fails, fmt.Sprintf("%s %s: %d %s", method, route, resp.StatusCode, resp.Header.Get("Content-Type")))
 				}
@@ -153,7 +160,7 @@ func TestHostileHTTP(t *testing.T) {
 		codes = append(codes, fmt.Sprintf("%d×%d", c, n))
 	}
 	sort.Strings(codes)
-	figure(t, "60 s of random hostile requests on every route (8 at a time): %d requests, statuses %s, %d failures, server up", total, strings.Join(codes, " "), len(fails))
+	figure(t, "60 s of random hostile requests on every route (8 at a time): %d requests, statuses %s (of which %d refused by net/http's request-line parser), %d failures, server up", total, strings.Join(codes, " "), framing, len(fails))
 	if len(fails) > 0 {
 		if len(fails) > 30 {
 			fails = fails[:30]
