@@ -4,6 +4,7 @@ package chaos
 
 import (
 	"context"
+	"math/rand/v2"
 	"fmt"
 	"net/http"
 	"os"
@@ -108,12 +109,19 @@ func TestPostgresRestartAndTermination(t *testing.T) {
 // acknowledged event is lost. It needs to mount a tmpfs (root): where it
 // cannot, it is skipped — loudly, and only this case.
 func TestDiskFull(t *testing.T) {
-	mnt := t.TempDir()
+	mnt, err := os.MkdirTemp("", "fossil-diskfull-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(mnt)
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", mnt).CombinedOutput(); err != nil {
 		fmt.Printf("\n*** SKIPPED TestDiskFull: cannot mount a tmpfs here (%v: %s); run make chaos as root to cover a full disk ***\n\n", err, strings.TrimSpace(string(out)))
 		t.Skipf("SKIPPED LOUDLY: cannot mount a tmpfs (%v: %s)", err, out)
 	}
 	defer exec.Command("umount", "-l", mnt).Run()
+	if err := os.Chmod(mnt, 0o755); err != nil { // PostgreSQL runs as postgres
+		t.Fatal(err)
+	}
 	c, err := startCluster(filepath.Join(mnt, "pg"), "max_wal_size = 48MB\nmin_wal_size = 32MB\n")
 	if err != nil {
 		t.Fatal(err)
@@ -126,13 +134,20 @@ func TestDiskFull(t *testing.T) {
 	}
 	db := c.url("postgres")
 	srv := startServer(t, db, "")
-	data := []byte(`{"pad":"` + strings.Repeat("x", 64<<10) + `"}`)
+	// Incompressible, so that TOAST cannot shrink it.
+	pad := make([]byte, 64<<10)
+	fill := func() []byte {
+		for i := range pad {
+			pad[i] = byte('a' + rand.IntN(26))
+		}
+		return []byte(`{"pad":"` + string(pad) + `"}`)
+	}
 	var acked []string
 	statuses := map[int]int{}
 	full := false
 	for i := 0; i < 5000 && !full; i++ {
 		id := fmt.Sprintf("d%d", i)
-		resp, err := post(context.Background(), srv.url, "disk/1", id, data)
+		resp, err := post(context.Background(), srv.url, "disk/1", id, fill())
 		if err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
