@@ -72,7 +72,13 @@ func (c *Client) Consume(ctx context.Context, name string, opts ConsumeOptions, 
 			return err
 		}
 		if ev.NeedsAck(name) {
-			if err := c.Ack(ctx, name, ev.ID(), ev.Source()); err != nil {
+			// The event is handled: acknowledge it even when ctx ends
+			// meanwhile (a writer waiting for this ack may be what stops
+			// the consumer), so a graceful stop commits it too.
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			err := c.Ack(actx, name, ev.ID(), ev.Source())
+			cancel()
+			if err != nil {
 				return fmt.Errorf("ack event %d for consumer %q: %w", ev.Number, name, err)
 			}
 		}
