@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/fossil-events/fossil/migrations"
 	"github.com/fossil-events/fossil/pgmanaged"
@@ -196,6 +197,7 @@ func runServer(ctx context.Context, args []string, stderr io.Writer, env envLook
 		debug.SetGCPercent(defaultGCPercent)
 	}
 	applyMemoryLimit(cfg, env, logger)
+	go returnFreeMemory(ctx, 5*time.Second)
 	srv := NewServer(cfg, logger)
 	if err := srv.Run(ctx); err != nil {
 		_ = srv.Close()

@@ -1,8 +1,12 @@
 package cmd
 
 import (
+	"context"
 	"errors"
 	"log/slog"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
 )
@@ -37,4 +41,32 @@ func applyMemoryLimit(cfg Config, env envLookup, logger *slog.Logger) int64 {
 		logger.Warn("could not read the cgroup memory limit; running without one", "error", err)
 	}
 	return limit
+}
+
+// idleHeapThreshold is how much free heap, not yet returned to the system,
+// returnFreeMemory tolerates before it returns it at once.
+const idleHeapThreshold = 64 << 20
+
+// returnFreeMemory gives free heap back to the system every interval
+// while more than idleHeapThreshold of it is held, until ctx ends. The
+// runtime's own scavenger returns memory slowly (and keeps what is under
+// the soft limit), so after a burst (thousands of SSE clients that went
+// away, large pages read) the process would keep its peak RSS for
+// minutes; this brings it back within an interval. When little is free it
+// costs one metrics read per interval and no collection.
+func returnFreeMemory(ctx context.Context, interval time.Duration) {
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/free:bytes"}}
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		metrics.Read(sample)
+		if sample[0].Value.Kind() == metrics.KindUint64 && sample[0].Value.Uint64() > idleHeapThreshold {
+			debug.FreeOSMemory()
+		}
+	}
 }
