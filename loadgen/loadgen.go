@@ -466,16 +466,21 @@ func (b *bench) ping(ctx context.Context) error {
 	return nil
 }
 
-// head finds the newest event number with GET /events/{n}: event numbers
-// are dense, so an exponential probe and a binary search find it in
-// 2·log2(head) requests.
+// head finds the newest event number of the server under test.
 func (b *bench) head(ctx context.Context) (int64, error) {
+	return Head(ctx, b.post, b.base)
+}
+
+// Head finds the newest event number of the Fossil at base with
+// GET /events/{n}: event numbers are dense, so an exponential probe and a
+// binary search find it in 2·log2(head) requests.
+func Head(ctx context.Context, client *http.Client, base string) (int64, error) {
 	exists := func(n int64) (bool, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.base+"/events/"+strconv.FormatInt(n, 10), nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/events/"+strconv.FormatInt(n, 10), nil)
 		if err != nil {
 			return false, err
 		}
-		resp, err := b.post.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			return false, err
 		}

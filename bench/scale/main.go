@@ -39,6 +39,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/fossil-events/fossil/loadgen"
 )
 
 func main() {
@@ -279,7 +281,7 @@ func measure(ctx context.Context, client *http.Client, c config) error {
 		add("sse subscriber at head p50 (ms)", float64(lat[len(lat)/2].Microseconds())/1000, "ms", len(lat))
 	}
 	// The global log and single events.
-	head, err := lastNumber(ctx, client, c.url)
+	head, err := loadgen.Head(ctx, client, c.url)
 	if err != nil {
 		return err
 	}
@@ -358,7 +360,7 @@ func catchUp(ctx context.Context, base, template string, after int64, id string)
 // it and returns the time from the POST to its frame.
 func atHead(ctx context.Context, client *http.Client, base, tag string) (time.Duration, error) {
 	stream := "live/" + tag
-	head, err := lastNumber(ctx, client, base)
+	head, err := loadgen.Head(ctx, client, base)
 	if err != nil {
 		return 0, err
 	}
@@ -388,55 +390,6 @@ func atHead(ctx context.Context, client *http.Client, base, tag string) (time.Du
 		}
 	}
 	return 0, fmt.Errorf("no frame: %v", sc.Err())
-}
-
-// lastNumber returns the newest event number, from a consumer-free read:
-// the last page of /events is found by following the log from the end of a
-// probe (the events endpoint pages forward only), so it binary-searches.
-func lastNumber(ctx context.Context, client *http.Client, base string) (int64, error) {
-	lo, hi := int64(0), int64(1)
-	exists := func(n int64) (bool, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/events/"+strconv.FormatInt(n, 10), nil)
-		if err != nil {
-			return false, err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return false, err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		switch resp.StatusCode {
-		case http.StatusOK:
-			return true, nil
-		case http.StatusNotFound:
-			return false, nil
-		}
-		return false, fmt.Errorf("GET /events/%d: %d", n, resp.StatusCode)
-	}
-	for {
-		ok, err := exists(hi)
-		if err != nil {
-			return 0, err
-		}
-		if !ok {
-			break
-		}
-		lo, hi = hi, hi*2
-	}
-	for hi-lo > 1 {
-		mid := (lo + hi) / 2
-		ok, err := exists(mid)
-		if err != nil {
-			return 0, err
-		}
-		if ok {
-			lo = mid
-		} else {
-			hi = mid
-		}
-	}
-	return lo, nil
 }
 
 func get(ctx context.Context, client *http.Client, u string) error {
