@@ -53,7 +53,12 @@ func (s *NATS) conn() (jetstream.JetStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc)
+	// Sends are published asynchronously and each waits for its own
+	// acknowledgement: one reply subscription for all of them instead of a
+	// request (and its reply routing) per event. An acknowledgement that
+	// never comes is forgotten after asyncAckTimeout, long after the
+	// attempt's own time limit has turned it into a retry.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(asyncMaxPending), jetstream.WithPublishAsyncTimeout(asyncAckTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -61,6 +66,11 @@ func (s *NATS) conn() (jetstream.JetStream, error) {
 	s.nc, s.js = nc, js
 	return js, nil
 }
+
+const (
+	asyncMaxPending = 4096
+	asyncAckTimeout = 2 * time.Minute
+)
 
 // Send publishes m and waits for JetStream's acknowledgement. Every
 // failure is retried: a missing stream or an unreachable server may be
@@ -76,13 +86,21 @@ func (s *NATS) Send(ctx context.Context, m *Message) Outcome {
 		msg.Header.Set(h.Name, h.Value)
 	}
 	msg.Data = data
-	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(m.ID)); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return Outcome{Kind: Retry, Err: "timeout: no JetStream acknowledgement within the ack timeout"}
-		}
+	f, err := js.PublishMsgAsync(msg, jetstream.WithMsgID(m.ID))
+	if err != nil {
 		return Outcome{Kind: Retry, Err: "nats publish: " + err.Error()}
 	}
-	return Outcome{Kind: Delivered}
+	select {
+	case <-f.Ok():
+		return Outcome{Kind: Delivered}
+	case err := <-f.Err():
+		return Outcome{Kind: Retry, Err: "nats publish: " + err.Error()}
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return Outcome{Kind: Retry, Err: "timeout: no JetStream acknowledgement within the ack timeout"}
+		}
+		return Outcome{Kind: Retry, Err: "nats publish: " + ctx.Err().Error()}
+	}
 }
 
 // Close closes the connection.
