@@ -7,20 +7,27 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 )
 
-// runHealthcheck serves `fossil healthcheck`: GET the server's /healthz and
-// succeed on 200. It needs no shell or curl, so a distroless image can use
-// it as its Docker HEALTHCHECK. The default URL follows FOSSIL_ADDR.
+// runHealthcheck serves `fossil healthcheck`: GET the server's /healthz (or
+// /readyz with --ready) and succeed on 200. It needs no shell or curl, so a
+// distroless image can use it as its Docker HEALTHCHECK and as a
+// Kubernetes exec probe. The default URL follows FOSSIL_ADDR. With
+// authentication on, /readyz needs a token: --token or FOSSIL_TOKEN (one
+// that grants nothing else will do, see deploy/kubernetes).
 func runHealthcheck(ctx context.Context, args []string, stderr io.Writer, env envLookup) error {
 	addr := DefaultConfig().Addr
 	if v, ok := env("FOSSIL_ADDR"); ok {
 		addr = v
 	}
+	token, _ := env("FOSSIL_TOKEN")
 	fs := flag.NewFlagSet("fossil healthcheck", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	url := fs.String("url", healthURL(addr), "the URL to check ($FOSSIL_ADDR sets the default)")
+	url := fs.String("url", "", "the URL to check (default: /healthz, or /readyz with --ready, at $FOSSIL_ADDR)")
+	ready := fs.Bool("ready", false, "check /readyz (the database answers and is migrated) instead of /healthz")
+	fs.StringVar(&token, "token", token, "bearer token, for /readyz with authentication on ($FOSSIL_TOKEN)")
 	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for the answer")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -28,11 +35,22 @@ func runHealthcheck(ctx context.Context, args []string, stderr io.Writer, env en
 	if fs.NArg() > 0 {
 		return usageError("healthcheck: unexpected arguments: %v", fs.Args())
 	}
+	if *url == "" {
+		*url = healthURL(addr)
+		if *ready {
+			*url = strings.TrimSuffix(*url, "/healthz") + "/readyz"
+		}
+	} else if *ready {
+		return usageError("healthcheck: --ready and --url together: give one")
+	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *url, nil)
 	if err != nil {
 		return usageError("healthcheck: %v", err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {

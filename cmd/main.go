@@ -66,7 +66,7 @@ Usage:
   fossil server [flags]    run the HTTP server (applies pending migrations)
   fossil migrate [flags]   apply pending database migrations and exit
   fossil bench [flags]     load-test a Fossil server (loopback only unless --allow-remote)
-  fossil healthcheck [--url URL]  exit 0 if the server's /healthz answers 200
+  fossil healthcheck [--ready]    exit 0 if the server's /healthz (/readyz) answers 200
   fossil keygen --output FILE   write a new checkpoint signing key, print its verifier key
   fossil verify [flags]    verify the log against its signed checkpoint (--url or --database-url)
   fossil version           print the version
