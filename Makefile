@@ -36,8 +36,8 @@ chaos: ## The reliability suite: kill -9, PostgreSQL restarts, full disk, greedy
 fuzz: ## Every fuzz target for FUZZTIME each (default 60s; .ci/fuzz).
 	bash .ci/fuzz
 
-chaos-subscriptions: ## Crash tests of subscription delivery: SIGKILL the delivering process (real binaries; ~1 min).
-	$(GO) test -tags chaos -race -count=1 -run Chaos -timeout 10m ./subscription/
+chaos-subscriptions: ## Crash tests of subscription delivery alone (also in make test): SIGKILL the delivering process, killed connections (~1 min).
+	$(GO) test -race -count=1 -run 'Chaos|Takeover|KilledConnections' -v -timeout 10m ./subscription/
 
 bench: build ## Fossil vs raw PostgreSQL on this machine (bench/run.sh, a few minutes).
 	bench/run.sh

@@ -1,11 +1,10 @@
-//go:build chaos
-
 package subscription_test
 
-// The crash tests run real `fossil server` processes and SIGKILL the one
-// delivering. They take tens of seconds (a build, two processes, a lease
-// expiry), so they run with `make chaos-subscriptions`, not in the default
-// suite; TestTakeoverAfterLostLease is their fast counterpart there.
+// The crash test runs real `fossil server` processes and SIGKILLs the one
+// delivering. It takes tens of seconds (a build, two processes, a lease
+// expiry) and runs in the default suite; `make chaos-subscriptions` runs it
+// alone, with TestTakeoverAfterLostLease and
+// TestDeliveryRidesOutKilledConnections (pg_terminate_backend).
 
 import (
 	"bytes"
@@ -29,7 +28,7 @@ type process struct {
 	cmd  *exec.Cmd
 	url  string
 	logs *bytes.Buffer
-	done chan error
+	done chan struct{} // closed when the process has exited
 }
 
 func buildBinary(t *testing.T) string {
@@ -51,7 +50,7 @@ func startProcess(t *testing.T, bin, dbURL string) *process {
 	}
 	addr := l.Addr().String()
 	_ = l.Close()
-	p := &process{url: "http://" + addr, logs: &bytes.Buffer{}, done: make(chan error, 1)}
+	p := &process{url: "http://" + addr, logs: &bytes.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, "server", "--addr", addr)
 	p.cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "FOSSIL_SUBSCRIPTION_LEASE=2s", "FOSSIL_LOG_LEVEL=warn")
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
@@ -59,7 +58,7 @@ func startProcess(t *testing.T, bin, dbURL string) *process {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.done <- p.cmd.Wait() }()
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
