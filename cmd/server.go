@@ -293,7 +293,7 @@ func (s *Server) routes() *mux.Router {
 	r.Handle("/readyz", problem.Handler(s.Logger, s.handleReadyz)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/metrics", s.metricsHandler()).Methods(http.MethodGet, http.MethodHead)
 
-	collector.New(collector.Config{
+	collect := collector.New(collector.Config{
 		Appender:       s.appender,
 		Logger:         s.Logger,
 		MaxBody:        s.Config.MaxBody,
@@ -304,23 +304,39 @@ func (s *Server) routes() *mux.Router {
 		MaxWaitTimeout: s.Config.MaxWaitTimeout,
 		ObserveFunc:    s.metrics.ObserveAppend,
 		Schemas:        s.schemas,
-	}).Register(r)
+	})
+	collect.Register(r)
 	streamer.New(s.store, s.hub, s.Logger).Register(r)
 	consumer.New(consumer.Config{Store: s.store, Hub: s.hub, Logger: s.Logger}).Register(r)
 	s.schemas.Register(r)
 	s.subs.Register(r)
 	s.proofs.Register(r)
 	openapi.Register(r)
-	rpcPath, rpcHandler := rpc.New(rpc.Config{
-		Appender:      s.appender,
-		Store:         s.store,
-		Feed:          s.hub,
-		Decode:        s.decodeRPC,
-		Logger:        s.Logger,
-		AppendTimeout: s.Config.AppendTimeout,
-		MaxMessage:    int(s.Config.MaxBody),
-	}).Path()
-	r.PathPrefix(rpcPath).Handler(rpcHandler)
+	rpcHandler := rpc.New(rpc.Config{
+		Appender:       s.appender,
+		Store:          s.store,
+		Feed:           s.hub,
+		Decode:         s.decodeRPC,
+		Logger:         s.Logger,
+		AppendTimeout:  s.Config.AppendTimeout,
+		MaxMessage:     int(s.Config.MaxBody),
+		Ready:          s.ready,
+		WaitTimeout:    s.Config.WaitTimeout,
+		MaxWaitTimeout: s.Config.MaxWaitTimeout,
+		WaitAcks: func(ctx context.Context, numbers []int64, consumers []rpc.WaitConsumer) ([]string, error) {
+			specs := make([]collector.WaitSpec, len(consumers))
+			for i, c := range consumers {
+				specs[i] = collector.WaitSpec{Name: c.Name, Timeout: c.Timeout}
+			}
+			return collect.WaitAcks(ctx, numbers, specs)
+		},
+		Observe: func(err error, duplicate bool, took time.Duration) {
+			s.metrics.ObserveAppend(collector.AppendResult(err, duplicate), took)
+		},
+	})
+	for _, rt := range rpcHandler.Routes() {
+		r.PathPrefix(rt.Prefix).Handler(rt.Handler)
+	}
 	importer.New(importer.Config{Store: s.store, Logger: s.Logger, MaxLine: 4*int(s.Config.MaxBody) + 64<<10}).Register(r)
 	return r
 }
@@ -380,9 +396,7 @@ func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 // handleReadyz serves GET /readyz: the database answers and carries every
 // migration this binary embeds.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) error {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	v, dirty, err := s.store.MigrationVersion(ctx)
+	v, dirty, err := s.readiness(r.Context())
 	switch {
 	case err != nil:
 		problem.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "database unreachable or not migrated"})
@@ -390,6 +404,27 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) error {
 		problem.WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "reason": "database is not fully migrated", "version": v, "dirty": dirty})
 	default:
 		problem.WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "version": v})
+	}
+	return nil
+}
+
+// readiness reads the database's migration version, within 2 s.
+func (s *Server) readiness(ctx context.Context) (int64, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	v, dirty, err := s.store.MigrationVersion(ctx)
+	return int64(v), dirty, err
+}
+
+// ready is the check of GET /readyz as an error, for the gRPC health
+// service.
+func (s *Server) ready(ctx context.Context) error {
+	v, dirty, err := s.readiness(ctx)
+	switch {
+	case err != nil:
+		return err
+	case dirty || uint(v) < s.latestMigration:
+		return fmt.Errorf("%w: the database is not fully migrated", fossil.ErrUnavailable)
 	}
 	return nil
 }

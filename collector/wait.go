@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -220,4 +221,15 @@ func (h *Handler) waitAcks(ctx context.Context, numbers []int64, specs []WaitSpe
 		}
 	}
 	return out, nil
+}
+
+// WaitAcks waits as POST /collect does with Fossil-Wait-Consumer, for the
+// other front ends of the collector (the protobuf interface): until each
+// consumer of specs has acknowledged every event of numbers, each for its
+// own timeout counted from now, and returns the names that timed out.
+func (h *Handler) WaitAcks(ctx context.Context, numbers []int64, specs []WaitSpec) ([]string, error) {
+	if h.cfg.Broadcaster == nil {
+		return nil, fmt.Errorf("%w: waiting for consumers is not available", fossil.ErrUnavailable)
+	}
+	return h.waitAcks(ctx, numbers, specs)
 }

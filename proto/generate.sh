@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-proto}
 if ! command -v protoc >/dev/null; then
-	echo "protoc is missing: apt-get install protobuf-compiler (bash .ci/test installs it)" >&2
+	echo "protoc is missing: apt-get install protobuf-compiler libprotobuf-dev (bash .ci/test installs them)" >&2
 	exit 1
 fi
 bin=$(mktemp -d)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
 	"github.com/cloudevents/sdk-go/binding/format/protobuf/v2/pb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -54,6 +56,30 @@ type Config struct {
 	AppendTimeout time.Duration
 	// MaxMessage bounds a request message in bytes; 0 means 4 MiB.
 	MaxMessage int
+	// Ready reports whether the process can serve (the check of
+	// GET /readyz), for the gRPC health service; nil means always.
+	Ready func(context.Context) error
+	// WaitAcks waits until each consumer has acknowledged every event of
+	// numbers, each for its own timeout, and returns the names that timed
+	// out (the collector's wait, wired by cmd); nil refuses wait_consumers
+	// as unavailable.
+	WaitAcks func(ctx context.Context, numbers []int64, consumers []WaitConsumer) ([]string, error)
+	// WaitTimeout is the default wait for a consumer (5s when 0) and
+	// MaxWaitTimeout the cap (60s when 0), as for Fossil-Wait-Consumer.
+	WaitTimeout, MaxWaitTimeout time.Duration
+	// Observe, when set, is called after each collect request (unary or in
+	// a stream) with its outcome, for the append metrics.
+	Observe func(err error, duplicate bool, took time.Duration)
+	// StreamWindow bounds the requests of one CollectStream read ahead of
+	// their answers (0 means 1024) and StreamWindowBytes their message
+	// bytes (0 means 16 MiB).
+	StreamWindow, StreamWindowBytes int
+}
+
+// WaitConsumer is a consumer a writer waits for, with its timeout.
+type WaitConsumer struct {
+	Name    string
+	Timeout time.Duration
 }
 
 // Handler implements fossilv1connect.EventStoreHandler.
@@ -72,69 +98,66 @@ func New(cfg Config) *Handler {
 	if cfg.MaxMessage <= 0 {
 		cfg.MaxMessage = 4 << 20
 	}
+	if cfg.WaitTimeout <= 0 {
+		cfg.WaitTimeout = 5 * time.Second
+	}
+	if cfg.MaxWaitTimeout <= 0 {
+		cfg.MaxWaitTimeout = 60 * time.Second
+	}
+	if cfg.StreamWindow <= 0 {
+		cfg.StreamWindow = 1024
+	}
+	if cfg.StreamWindowBytes <= 0 {
+		cfg.StreamWindowBytes = 16 << 20
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Handler{cfg: cfg, logger: cfg.Logger.With("component", "rpc")}
 }
 
-// Path and Handler return the route prefix and the http.Handler that serve
-// the service.
-func (h *Handler) Path() (string, http.Handler) {
-	return fossilv1connect.NewEventStoreHandler(h, connect.WithReadMaxBytes(h.cfg.MaxMessage))
+// Route is a path prefix and the handler of the RPCs under it.
+type Route struct {
+	Prefix  string
+	Handler http.Handler
 }
 
-// Collect appends one event or an atomic batch, as POST /collect.
-func (h *Handler) Collect(ctx context.Context, req *connect.Request[fossilv1.CollectRequest]) (*connect.Response[fossilv1.CollectResponse], error) {
-	m := req.Msg
-	ar := &store.AppendRequest{Stream: m.GetStream(), Replace: m.GetReplace()}
-	if err := fossil.ValidateStream("stream", ar.Stream); err != nil {
-		return nil, h.fail(ctx, err)
+// Routes returns the services to mount on the HTTP router: the event
+// store, gRPC server reflection (v1 and v1alpha, for grpcurl and other
+// standard tools) and the gRPC health service, which answers SERVING for
+// "" and fossil.v1.EventStore while Config.Ready does (it checks what
+// GET /readyz checks).
+func (h *Handler) Routes() []Route {
+	var routes []Route
+	add := func(prefix string, handler http.Handler) {
+		routes = append(routes, Route{prefix, handler})
 	}
-	if err := auth.CanWrite(ctx, ar.Stream); err != nil {
-		return nil, h.fail(ctx, err)
+	add(fossilv1connect.NewEventStoreHandler(h, connect.WithReadMaxBytes(h.cfg.MaxMessage)))
+	reflector := grpcreflect.NewStaticReflector(fossilv1connect.EventStoreName, grpchealth.HealthV1ServiceName)
+	add(grpcreflect.NewHandlerV1(reflector))
+	add(grpcreflect.NewHandlerV1Alpha(reflector))
+	add(grpchealth.NewHandler(readiness{h.cfg.Ready}))
+	return routes
+}
+
+// readiness is the health checker: every service Fossil serves is as
+// healthy as the process is ready.
+type readiness struct {
+	ready func(context.Context) error
+}
+
+func (r readiness) Check(ctx context.Context, req *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
+	switch req.Service {
+	case "", fossilv1connect.EventStoreName, grpchealth.HealthV1ServiceName:
+	default:
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("unknown service %q", req.Service))
 	}
-	if m.ExpectedSequence != nil {
-		n := m.GetExpectedSequence()
-		if n < 1 || n > math.MaxInt64 {
-			return nil, h.fail(ctx, fossil.Invalid("expected_sequence", "must be an integer from 1 to %d, got %d", int64(math.MaxInt64), n))
-		}
-		if ar.Replace {
-			return nil, h.fail(ctx, fossil.Invalid("expected_sequence", "cannot be combined with replace: a replacement keeps the event's sequence"))
-		}
-		ar.ExpectedSequence = int64(n)
-	}
-	switch n := len(m.GetEvents()); {
-	case n == 0:
-		return nil, h.fail(ctx, fossil.Invalid("events", "at least one event is required"))
-	case n > MaxBatchEvents:
-		return nil, h.fail(ctx, fossil.Invalid("events", "the batch holds %d events; at most %d are allowed", n, MaxBatchEvents))
-	}
-	ar.Events = make([]*fossil.Event, len(m.GetEvents()))
-	for i, ce := range m.GetEvents() {
-		loc := fmt.Sprintf("events[%d]", i)
-		doc, err := StructuredJSON(loc, ce)
-		if err != nil {
-			return nil, h.fail(ctx, err)
-		}
-		if ar.Events[i], err = h.cfg.Decode(loc, doc); err != nil {
-			return nil, h.fail(ctx, err)
+	if r.ready != nil {
+		if err := r.ready(ctx); err != nil {
+			return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil
 		}
 	}
-	actx, cancel := context.WithTimeout(ctx, h.cfg.AppendTimeout)
-	defer cancel()
-	res, err := h.cfg.Appender.Append(actx, ar)
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			err = fmt.Errorf("%w: the append was not confirmed in time; it may or may not be stored, and retrying it is safe", fossil.ErrUnavailable)
-		}
-		return nil, h.fail(ctx, err)
-	}
-	out := &fossilv1.CollectResponse{Events: make([]*fossilv1.Position, len(res.Events)), Duplicate: res.Duplicate}
-	for i, p := range res.Events {
-		out.Events[i] = &fossilv1.Position{Id: p.ID, Source: p.Source, EventNumber: uint64(p.Number), Sequence: uint64(p.Sequence)}
-	}
-	return connect.NewResponse(out), nil
+	return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
 }
 
 // GetEvent returns one event, as GET /events/{number}.
@@ -269,22 +292,36 @@ func (h *Handler) fail(ctx context.Context, err error) error {
 	if errors.As(err, &ce) {
 		return ce
 	}
+	code, msg, st := h.problem(ctx, err)
+	out := connect.NewError(code, errors.New(msg))
+	if st != nil {
+		if d, dErr := connect.NewErrorDetail(st); dErr == nil {
+			out.AddDetail(d)
+		}
+	}
+	return out
+}
+
+// streamError renders err as the error of one answer of a stream.
+func (h *Handler) streamError(ctx context.Context, err error) *fossilv1.Error {
+	code, msg, st := h.problem(ctx, err)
+	return &fossilv1.Error{Code: uint32(code), Message: msg, Problem: st}
+}
+
+// problem maps err to its code, its message and the problem document.
+func (h *Handler) problem(ctx context.Context, err error) (connect.Code, string, *structpb.Struct) {
 	p := problem.FromError(err)
 	if p.Status >= http.StatusInternalServerError && p.Status != http.StatusServiceUnavailable {
 		h.logger.ErrorContext(ctx, "rpc failed", "error", err)
 	}
-	out := connect.NewError(Code(p.Status), errors.New(p.Detail))
+	var st *structpb.Struct
 	if b, mErr := json.Marshal(p); mErr == nil {
 		var fields map[string]any
 		if json.Unmarshal(b, &fields) == nil {
-			if st, sErr := structpb.NewStruct(fields); sErr == nil {
-				if d, dErr := connect.NewErrorDetail(st); dErr == nil {
-					out.AddDetail(d)
-				}
-			}
+			st, _ = structpb.NewStruct(fields)
 		}
 	}
-	return out
+	return Code(p.Status), p.Detail, st
 }
 
 // Code maps the HTTP status of an error to its Connect (gRPC) code.

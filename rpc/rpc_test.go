@@ -36,6 +36,10 @@ type caller struct {
 	readLog   func(context.Context, *fossilv1.ReadLogRequest) (*fossilv1.ReadResponse, error)
 	readStr   func(context.Context, *fossilv1.ReadStreamRequest) (*fossilv1.ReadResponse, error)
 	subscribe func(context.Context, *fossilv1.SubscribeRequest) (func() (*fossilv1.SubscribeResponse, error), error)
+	stream    func(context.Context) (*bidi, error)
+	commit    func(context.Context, *fossilv1.CommitRequest) (*fossilv1.CommitResponse, error)
+	ack       func(context.Context, *fossilv1.AckRequest) (*fossilv1.AckResponse, error)
+	consumer  func(context.Context, *fossilv1.GetConsumerRequest) (*fossilv1.Consumer, error)
 	code      func(error) connect.Code
 	problem   func(error) map[string]any
 }
@@ -46,11 +50,35 @@ func h2cClient() *http.Client {
 	return &http.Client{Transport: tr}
 }
 
+// bidi is a CollectStream call.
+type bidi struct {
+	send      func(*fossilv1.CollectRequest) error
+	closeSend func() error
+	recv      func() (*fossilv1.CollectStreamResponse, error)
+}
+
+// unaryCall calls one unary method of a Connect client with the token.
+func unaryCall[Req, Res any](token string, call func(context.Context, *connect.Request[Req]) (*connect.Response[Res], error)) func(context.Context, *Req) (*Res, error) {
+	return func(ctx context.Context, m *Req) (*Res, error) {
+		r := connect.NewRequest(m)
+		if token != "" {
+			r.Header().Set("Authorization", "Bearer "+token)
+		}
+		res, err := call(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		return res.Msg, nil
+	}
+}
+
 // connectCaller speaks the Connect protocol (HTTP/1.1), or gRPC over h2c
 // when opts ask for it.
 func connectCaller(t *testing.T, name, url, token string, hc *http.Client, opts ...connect.ClientOption) caller {
 	t.Helper()
 	c := fossilv1connect.NewEventStoreClient(hc, url, opts...)
+	// Bidirectional streams need HTTP/2, whatever the unary calls use.
+	c2 := fossilv1connect.NewEventStoreClient(h2cClient(), url, opts...)
 	auth := func(h http.Header) {
 		if token != "" {
 			h.Set("Authorization", "Bearer "+token)
@@ -111,7 +139,15 @@ func connectCaller(t *testing.T, name, url, token string, hc *http.Client, opts 
 				return nil, io.EOF
 			}, nil
 		},
-		code: connect.CodeOf,
+		stream: func(ctx context.Context) (*bidi, error) {
+			s := c2.CollectStream(ctx)
+			auth(s.RequestHeader())
+			return &bidi{send: s.Send, closeSend: s.CloseRequest, recv: s.Receive}, nil
+		},
+		commit:   unaryCall(token, c.Commit),
+		ack:      unaryCall(token, c.Ack),
+		consumer: unaryCall(token, c.GetConsumer),
+		code:     connect.CodeOf,
 		problem: func(err error) map[string]any {
 			var ce *connect.Error
 			if !errors.As(err, &ce) {
@@ -181,6 +217,32 @@ func grpcCaller(t *testing.T, url, token string) caller {
 				}
 				return out, nil
 			}, nil
+		},
+		stream: func(ctx context.Context) (*bidi, error) {
+			s, err := conn.NewStream(withAuth(ctx), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/fossil.v1.EventStore/CollectStream")
+			if err != nil {
+				return nil, err
+			}
+			return &bidi{
+				send:      func(m *fossilv1.CollectRequest) error { return s.SendMsg(m) },
+				closeSend: s.CloseSend,
+				recv: func() (*fossilv1.CollectStreamResponse, error) {
+					out := new(fossilv1.CollectStreamResponse)
+					return out, s.RecvMsg(out)
+				},
+			}, nil
+		},
+		commit: func(ctx context.Context, m *fossilv1.CommitRequest) (*fossilv1.CommitResponse, error) {
+			out := new(fossilv1.CommitResponse)
+			return out, unary(ctx, "Commit", m, out)
+		},
+		ack: func(ctx context.Context, m *fossilv1.AckRequest) (*fossilv1.AckResponse, error) {
+			out := new(fossilv1.AckResponse)
+			return out, unary(ctx, "Ack", m, out)
+		},
+		consumer: func(ctx context.Context, m *fossilv1.GetConsumerRequest) (*fossilv1.Consumer, error) {
+			out := new(fossilv1.Consumer)
+			return out, unary(ctx, "GetConsumer", m, out)
 		},
 		code: func(err error) connect.Code {
 			return connect.Code(status.Code(err))

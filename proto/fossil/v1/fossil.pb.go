@@ -14,6 +14,8 @@ import (
 	pb "github.com/cloudevents/sdk-go/binding/format/protobuf/v2/pb"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -33,7 +35,10 @@ type CollectRequest struct {
 	// The (first) new event must get this sequence (Fossil-Expected-Sequence-Number).
 	ExpectedSequence *uint64 `protobuf:"varint,3,opt,name=expected_sequence,json=expectedSequence,proto3,oneof" json:"expected_sequence,omitempty"`
 	// Overwrite the stored event with the same source and id (Fossil-Replace).
-	Replace       bool `protobuf:"varint,4,opt,name=replace,proto3" json:"replace,omitempty"`
+	Replace bool `protobuf:"varint,4,opt,name=replace,proto3" json:"replace,omitempty"`
+	// Wait for these consumers to acknowledge the events
+	// (Fossil-Wait-Consumer); the events carry their names as expect_ack.
+	WaitConsumers []*WaitConsumer `protobuf:"bytes,5,rep,name=wait_consumers,json=waitConsumers,proto3" json:"wait_consumers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -96,19 +101,83 @@ func (x *CollectRequest) GetReplace() bool {
 	return false
 }
 
+func (x *CollectRequest) GetWaitConsumers() []*WaitConsumer {
+	if x != nil {
+		return x.WaitConsumers
+	}
+	return nil
+}
+
+type WaitConsumer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Milliseconds, counted from the commit; absent means the server's
+	// default (5 s), and larger values are capped (60 s).
+	TimeoutMs     *uint64 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3,oneof" json:"timeout_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WaitConsumer) Reset() {
+	*x = WaitConsumer{}
+	mi := &file_fossil_v1_fossil_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WaitConsumer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WaitConsumer) ProtoMessage() {}
+
+func (x *WaitConsumer) ProtoReflect() protoreflect.Message {
+	mi := &file_fossil_v1_fossil_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WaitConsumer.ProtoReflect.Descriptor instead.
+func (*WaitConsumer) Descriptor() ([]byte, []int) {
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *WaitConsumer) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WaitConsumer) GetTimeoutMs() uint64 {
+	if x != nil && x.TimeoutMs != nil {
+		return *x.TimeoutMs
+	}
+	return 0
+}
+
 type CollectResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One per event, in request order.
 	Events []*Position `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
 	// True when every event was an identical retry of stored ones (Fossil-Duplicate).
-	Duplicate     bool `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	Duplicate bool `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	// The consumers of wait_consumers that did not ack in time (Fossil-Timeout;
+	// the HTTP answer is then 202). The events are stored either way.
+	TimedOut      []string `protobuf:"bytes,3,rep,name=timed_out,json=timedOut,proto3" json:"timed_out,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CollectResponse) Reset() {
 	*x = CollectResponse{}
-	mi := &file_fossil_v1_fossil_proto_msgTypes[1]
+	mi := &file_fossil_v1_fossil_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -120,7 +189,7 @@ func (x *CollectResponse) String() string {
 func (*CollectResponse) ProtoMessage() {}
 
 func (x *CollectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fossil_v1_fossil_proto_msgTypes[1]
+	mi := &file_fossil_v1_fossil_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -133,7 +202,7 @@ func (x *CollectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectResponse.ProtoReflect.Descriptor instead.
 func (*CollectResponse) Descriptor() ([]byte, []int) {
-	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{1}
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CollectResponse) GetEvents() []*Position {
@@ -150,6 +219,139 @@ func (x *CollectResponse) GetDuplicate() bool {
 	return false
 }
 
+func (x *CollectResponse) GetTimedOut() []string {
+	if x != nil {
+		return x.TimedOut
+	}
+	return nil
+}
+
+type CollectStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The position of the request in the call, counted from 0.
+	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// Exactly one of result and error is set.
+	Result        *CollectResponse `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	Error         *Error           `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CollectStreamResponse) Reset() {
+	*x = CollectStreamResponse{}
+	mi := &file_fossil_v1_fossil_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CollectStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CollectStreamResponse) ProtoMessage() {}
+
+func (x *CollectStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fossil_v1_fossil_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CollectStreamResponse.ProtoReflect.Descriptor instead.
+func (*CollectStreamResponse) Descriptor() ([]byte, []int) {
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CollectStreamResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *CollectStreamResponse) GetResult() *CollectResponse {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *CollectStreamResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// Error is a failed request of a stream: what the unary call's error
+// would carry.
+type Error struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The gRPC (Connect) status code, such as 10 for ABORTED.
+	Code    uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// The problem details (the members of the problem+json document).
+	Problem       *structpb.Struct `protobuf:"bytes,3,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Error) Reset() {
+	*x = Error{}
+	mi := &file_fossil_v1_fossil_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Error) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Error) ProtoMessage() {}
+
+func (x *Error) ProtoReflect() protoreflect.Message {
+	mi := &file_fossil_v1_fossil_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Error.ProtoReflect.Descriptor instead.
+func (*Error) Descriptor() ([]byte, []int) {
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Error) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *Error) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Error) GetProblem() *structpb.Struct {
+	if x != nil {
+		return x.Problem
+	}
+	return nil
+}
+
 type Position struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -162,7 +364,7 @@ type Position struct {
 
 func (x *Position) Reset() {
 	*x = Position{}
-	mi := &file_fossil_v1_fossil_proto_msgTypes[2]
+	mi := &file_fossil_v1_fossil_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -174,7 +376,7 @@ func (x *Position) String() string {
 func (*Position) ProtoMessage() {}
 
 func (x *Position) ProtoReflect() protoreflect.Message {
-	mi := &file_fossil_v1_fossil_proto_msgTypes[2]
+	mi := &file_fossil_v1_fossil_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -187,7 +389,7 @@ func (x *Position) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Position.ProtoReflect.Descriptor instead.
 func (*Position) Descriptor() ([]byte, []int) {
-	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{2}
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Position) GetId() string {
@@ -234,7 +436,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_fossil_v1_fossil_proto_msgTypes[3]
+	mi := &file_fossil_v1_fossil_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -246,7 +448,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_fossil_v1_fossil_proto_msgTypes[3]
+	mi := &file_fossil_v1_fossil_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -259,7 +461,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{3}
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Event) GetEvent() *pb.CloudEvent {
@@ -306,7 +508,7 @@ type GetEventRequest struct {
 
 func (x *GetEventRequest) Reset() {
 	*x = GetEventRequest{}
-	mi := &file_fossil_v1_fossil_proto_msgTypes[4]
+	mi := &file_fossil_v1_fossil_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -318,7 +520,7 @@ func (x *GetEventRequest) String() string {
 func (*GetEventRequest) ProtoMessage() {}
 
 func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fossil_v1_fossil_proto_msgTypes[4]
+	mi := &file_fossil_v1_fossil_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -331,7 +533,7 @@ func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventRequest.ProtoReflect.Descriptor instead.
 func (*GetEventRequest) Descriptor() ([]byte, []int) {
-	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{4}
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetEventRequest) GetEventNumber() uint64 {
@@ -350,7 +552,7 @@ type GetEventResponse struct {
 
 func (x *GetEventResponse) Reset() {
 	*x = GetEventResponse{}
-	mi := &file_fossil_v1_fossil_proto_msgTypes[5]
+	mi := &file_fossil_v1_fossil_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -362,7 +564,7 @@ func (x *GetEventResponse) String() string {
 func (*GetEventResponse) ProtoMessage() {}
 
 func (x *GetEventResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fossil_v1_fossil_proto_msgTypes[5]
+	mi := &file_fossil_v1_fossil_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -375,7 +577,7 @@ func (x *GetEventResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventResponse.ProtoReflect.Descriptor instead.
 func (*GetEventResponse) Descriptor() ([]byte, []int) {
-	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{5}
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetEventResponse) GetEvent() *Event {
@@ -398,7 +600,7 @@ type ReadStreamRequest struct {
 
 func (x *ReadStreamRequest) Reset() {
 	*x = ReadStreamRequest{}
-	mi := &file_fossil_v1_fossil_proto_msgTypes[6]
+	mi := &file_fossil_v1_fossil_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -410,7 +612,7 @@ func (x *ReadStreamRequest) String() string {
 func (*ReadStreamRequest) ProtoMessage() {}
 
 func (x *ReadStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fossil_v1_fossil_proto_msgTypes[6]
+	mi := &file_fossil_v1_fossil_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -423,7 +625,7 @@ func (x *ReadStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadStreamRequest.ProtoReflect.Descriptor instead.
 func (*ReadStreamRequest) Descriptor() ([]byte, []int) {
-	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{6}
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReadStreamRequest) GetStream() string {
@@ -459,7 +661,7 @@ type ReadLogRequest struct {
 
 func (x *ReadLogRequest) Reset() {
 	*x = ReadLogRequest{}
-	mi := &file_fossil_v1_fossil_proto_msgTypes[7]
+	mi := &file_fossil_v1_fossil_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -471,7 +673,7 @@ func (x *ReadLogRequest) String() string {
 func (*ReadLogRequest) ProtoMessage() {}
 
 func (x *ReadLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fossil_v1_fossil_proto_msgTypes[7]
+	mi := &file_fossil_v1_fossil_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -484,7 +686,7 @@ func (x *ReadLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadLogRequest.ProtoReflect.Descriptor instead.
 func (*ReadLogRequest) Descriptor() ([]byte, []int) {
-	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{7}
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReadLogRequest) GetAfter() uint64 {
@@ -512,7 +714,7 @@ type ReadResponse struct {
 
 func (x *ReadResponse) Reset() {
 	*x = ReadResponse{}
-	mi := &file_fossil_v1_fossil_proto_msgTypes[8]
+	mi := &file_fossil_v1_fossil_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -524,7 +726,7 @@ func (x *ReadResponse) String() string {
 func (*ReadResponse) ProtoMessage() {}
 
 func (x *ReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fossil_v1_fossil_proto_msgTypes[8]
+	mi := &file_fossil_v1_fossil_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -537,7 +739,7 @@ func (x *ReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
 func (*ReadResponse) Descriptor() ([]byte, []int) {
-	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{8}
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReadResponse) GetEvents() []*Event {
@@ -566,7 +768,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_fossil_v1_fossil_proto_msgTypes[9]
+	mi := &file_fossil_v1_fossil_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -578,7 +780,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fossil_v1_fossil_proto_msgTypes[9]
+	mi := &file_fossil_v1_fossil_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -591,7 +793,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{9}
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SubscribeRequest) GetTemplates() []string {
@@ -618,7 +820,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_fossil_v1_fossil_proto_msgTypes[10]
+	mi := &file_fossil_v1_fossil_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -630,7 +832,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fossil_v1_fossil_proto_msgTypes[10]
+	mi := &file_fossil_v1_fossil_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -643,7 +845,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{10}
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SubscribeResponse) GetEvents() []*Event {
@@ -653,20 +855,354 @@ func (x *SubscribeResponse) GetEvents() []*Event {
 	return nil
 }
 
+type CommitRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Consumer string                 `protobuf:"bytes,1,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	// The offset: the consumer has handled every event up to this number.
+	Offset *uint64 `protobuf:"varint,2,opt,name=offset,proto3,oneof" json:"offset,omitempty"`
+	// Allow an offset below the stored one (Fossil-Rewind).
+	Rewind        bool `protobuf:"varint,3,opt,name=rewind,proto3" json:"rewind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitRequest) Reset() {
+	*x = CommitRequest{}
+	mi := &file_fossil_v1_fossil_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitRequest) ProtoMessage() {}
+
+func (x *CommitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fossil_v1_fossil_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitRequest.ProtoReflect.Descriptor instead.
+func (*CommitRequest) Descriptor() ([]byte, []int) {
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CommitRequest) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *CommitRequest) GetOffset() uint64 {
+	if x != nil && x.Offset != nil {
+		return *x.Offset
+	}
+	return 0
+}
+
+func (x *CommitRequest) GetRewind() bool {
+	if x != nil {
+		return x.Rewind
+	}
+	return false
+}
+
+type CommitResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitResponse) Reset() {
+	*x = CommitResponse{}
+	mi := &file_fossil_v1_fossil_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitResponse) ProtoMessage() {}
+
+func (x *CommitResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fossil_v1_fossil_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitResponse.ProtoReflect.Descriptor instead.
+func (*CommitResponse) Descriptor() ([]byte, []int) {
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{15}
+}
+
+type AckRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Consumer string                 `protobuf:"bytes,1,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	// The CloudEvent id of the event.
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// The CloudEvent source, needed when several sources use the id.
+	Source        string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckRequest) Reset() {
+	*x = AckRequest{}
+	mi := &file_fossil_v1_fossil_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckRequest) ProtoMessage() {}
+
+func (x *AckRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fossil_v1_fossil_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
+func (*AckRequest) Descriptor() ([]byte, []int) {
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AckRequest) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *AckRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AckRequest) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+type AckResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckResponse) Reset() {
+	*x = AckResponse{}
+	mi := &file_fossil_v1_fossil_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckResponse) ProtoMessage() {}
+
+func (x *AckResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fossil_v1_fossil_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
+func (*AckResponse) Descriptor() ([]byte, []int) {
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{17}
+}
+
+type GetConsumerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Consumer      string                 `protobuf:"bytes,1,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConsumerRequest) Reset() {
+	*x = GetConsumerRequest{}
+	mi := &file_fossil_v1_fossil_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConsumerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConsumerRequest) ProtoMessage() {}
+
+func (x *GetConsumerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fossil_v1_fossil_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConsumerRequest.ProtoReflect.Descriptor instead.
+func (*GetConsumerRequest) Descriptor() ([]byte, []int) {
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetConsumerRequest) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+type Consumer struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Offset uint64                 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// The newest event number minus the offset.
+	Lag uint64 `protobuf:"varint,3,opt,name=lag,proto3" json:"lag,omitempty"`
+	// True while an exclusive consumer stream holds the name.
+	Connected bool `protobuf:"varint,4,opt,name=connected,proto3" json:"connected,omitempty"`
+	// When the offset was last committed; absent when never.
+	CommittedAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=committed_at,json=committedAt,proto3" json:"committed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Consumer) Reset() {
+	*x = Consumer{}
+	mi := &file_fossil_v1_fossil_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Consumer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Consumer) ProtoMessage() {}
+
+func (x *Consumer) ProtoReflect() protoreflect.Message {
+	mi := &file_fossil_v1_fossil_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Consumer.ProtoReflect.Descriptor instead.
+func (*Consumer) Descriptor() ([]byte, []int) {
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Consumer) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Consumer) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *Consumer) GetLag() uint64 {
+	if x != nil {
+		return x.Lag
+	}
+	return 0
+}
+
+func (x *Consumer) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+func (x *Consumer) GetCommittedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CommittedAt
+	}
+	return nil
+}
+
 var File_fossil_v1_fossil_proto protoreflect.FileDescriptor
 
 const file_fossil_v1_fossil_proto_rawDesc = "" +
 	"\n" +
-	"\x16fossil/v1/fossil.proto\x12\tfossil.v1\x1a\x10cloudevent.proto\"\xc1\x01\n" +
+	"\x16fossil/v1/fossil.proto\x12\tfossil.v1\x1a\x10cloudevent.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x02\n" +
 	"\x0eCollectRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x125\n" +
 	"\x06events\x18\x02 \x03(\v2\x1d.io.cloudevents.v1.CloudEventR\x06events\x120\n" +
 	"\x11expected_sequence\x18\x03 \x01(\x04H\x00R\x10expectedSequence\x88\x01\x01\x12\x18\n" +
-	"\areplace\x18\x04 \x01(\bR\areplaceB\x14\n" +
-	"\x12_expected_sequence\"\\\n" +
+	"\areplace\x18\x04 \x01(\bR\areplace\x12>\n" +
+	"\x0ewait_consumers\x18\x05 \x03(\v2\x17.fossil.v1.WaitConsumerR\rwaitConsumersB\x14\n" +
+	"\x12_expected_sequence\"U\n" +
+	"\fWaitConsumer\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\"\n" +
+	"\n" +
+	"timeout_ms\x18\x02 \x01(\x04H\x00R\ttimeoutMs\x88\x01\x01B\r\n" +
+	"\v_timeout_ms\"y\n" +
 	"\x0fCollectResponse\x12+\n" +
 	"\x06events\x18\x01 \x03(\v2\x13.fossil.v1.PositionR\x06events\x12\x1c\n" +
-	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"q\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12\x1b\n" +
+	"\ttimed_out\x18\x03 \x03(\tR\btimedOut\"\x89\x01\n" +
+	"\x15CollectStreamResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x122\n" +
+	"\x06result\x18\x02 \x01(\v2\x1a.fossil.v1.CollectResponseR\x06result\x12&\n" +
+	"\x05error\x18\x03 \x01(\v2\x10.fossil.v1.ErrorR\x05error\"h\n" +
+	"\x05Error\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x121\n" +
+	"\aproblem\x18\x03 \x01(\v2\x17.google.protobuf.StructR\aproblem\"q\n" +
 	"\bPosition\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12!\n" +
@@ -697,15 +1233,39 @@ const file_fossil_v1_fossil_proto_rawDesc = "" +
 	"\ttemplates\x18\x01 \x03(\tR\ttemplates\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\x04R\x05after\"=\n" +
 	"\x11SubscribeResponse\x12(\n" +
-	"\x06events\x18\x01 \x03(\v2\x10.fossil.v1.EventR\x06events2\xe1\x02\n" +
+	"\x06events\x18\x01 \x03(\v2\x10.fossil.v1.EventR\x06events\"k\n" +
+	"\rCommitRequest\x12\x1a\n" +
+	"\bconsumer\x18\x01 \x01(\tR\bconsumer\x12\x1b\n" +
+	"\x06offset\x18\x02 \x01(\x04H\x00R\x06offset\x88\x01\x01\x12\x16\n" +
+	"\x06rewind\x18\x03 \x01(\bR\x06rewindB\t\n" +
+	"\a_offset\"\x10\n" +
+	"\x0eCommitResponse\"P\n" +
+	"\n" +
+	"AckRequest\x12\x1a\n" +
+	"\bconsumer\x18\x01 \x01(\tR\bconsumer\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\"\r\n" +
+	"\vAckResponse\"0\n" +
+	"\x12GetConsumerRequest\x12\x1a\n" +
+	"\bconsumer\x18\x01 \x01(\tR\bconsumer\"\xa5\x01\n" +
+	"\bConsumer\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x10\n" +
+	"\x03lag\x18\x03 \x01(\x04R\x03lag\x12\x1c\n" +
+	"\tconnected\x18\x04 \x01(\bR\tconnected\x12=\n" +
+	"\fcommitted_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt2\xeb\x04\n" +
 	"\n" +
 	"EventStore\x12@\n" +
-	"\aCollect\x12\x19.fossil.v1.CollectRequest\x1a\x1a.fossil.v1.CollectResponse\x12C\n" +
+	"\aCollect\x12\x19.fossil.v1.CollectRequest\x1a\x1a.fossil.v1.CollectResponse\x12P\n" +
+	"\rCollectStream\x12\x19.fossil.v1.CollectRequest\x1a .fossil.v1.CollectStreamResponse(\x010\x01\x12C\n" +
 	"\bGetEvent\x12\x1a.fossil.v1.GetEventRequest\x1a\x1b.fossil.v1.GetEventResponse\x12C\n" +
 	"\n" +
 	"ReadStream\x12\x1c.fossil.v1.ReadStreamRequest\x1a\x17.fossil.v1.ReadResponse\x12=\n" +
 	"\aReadLog\x12\x19.fossil.v1.ReadLogRequest\x1a\x17.fossil.v1.ReadResponse\x12H\n" +
-	"\tSubscribe\x12\x1b.fossil.v1.SubscribeRequest\x1a\x1c.fossil.v1.SubscribeResponse0\x01B:Z8github.com/fossil-events/fossil/proto/fossil/v1;fossilv1b\x06proto3"
+	"\tSubscribe\x12\x1b.fossil.v1.SubscribeRequest\x1a\x1c.fossil.v1.SubscribeResponse0\x01\x12=\n" +
+	"\x06Commit\x12\x18.fossil.v1.CommitRequest\x1a\x19.fossil.v1.CommitResponse\x124\n" +
+	"\x03Ack\x12\x15.fossil.v1.AckRequest\x1a\x16.fossil.v1.AckResponse\x12A\n" +
+	"\vGetConsumer\x12\x1d.fossil.v1.GetConsumerRequest\x1a\x13.fossil.v1.ConsumerB:Z8github.com/fossil-events/fossil/proto/fossil/v1;fossilv1b\x06proto3"
 
 var (
 	file_fossil_v1_fossil_proto_rawDescOnce sync.Once
@@ -719,43 +1279,67 @@ func file_fossil_v1_fossil_proto_rawDescGZIP() []byte {
 	return file_fossil_v1_fossil_proto_rawDescData
 }
 
-var file_fossil_v1_fossil_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_fossil_v1_fossil_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_fossil_v1_fossil_proto_goTypes = []any{
-	(*CollectRequest)(nil),    // 0: fossil.v1.CollectRequest
-	(*CollectResponse)(nil),   // 1: fossil.v1.CollectResponse
-	(*Position)(nil),          // 2: fossil.v1.Position
-	(*Event)(nil),             // 3: fossil.v1.Event
-	(*GetEventRequest)(nil),   // 4: fossil.v1.GetEventRequest
-	(*GetEventResponse)(nil),  // 5: fossil.v1.GetEventResponse
-	(*ReadStreamRequest)(nil), // 6: fossil.v1.ReadStreamRequest
-	(*ReadLogRequest)(nil),    // 7: fossil.v1.ReadLogRequest
-	(*ReadResponse)(nil),      // 8: fossil.v1.ReadResponse
-	(*SubscribeRequest)(nil),  // 9: fossil.v1.SubscribeRequest
-	(*SubscribeResponse)(nil), // 10: fossil.v1.SubscribeResponse
-	(*pb.CloudEvent)(nil),     // 11: io.cloudevents.v1.CloudEvent
+	(*CollectRequest)(nil),        // 0: fossil.v1.CollectRequest
+	(*WaitConsumer)(nil),          // 1: fossil.v1.WaitConsumer
+	(*CollectResponse)(nil),       // 2: fossil.v1.CollectResponse
+	(*CollectStreamResponse)(nil), // 3: fossil.v1.CollectStreamResponse
+	(*Error)(nil),                 // 4: fossil.v1.Error
+	(*Position)(nil),              // 5: fossil.v1.Position
+	(*Event)(nil),                 // 6: fossil.v1.Event
+	(*GetEventRequest)(nil),       // 7: fossil.v1.GetEventRequest
+	(*GetEventResponse)(nil),      // 8: fossil.v1.GetEventResponse
+	(*ReadStreamRequest)(nil),     // 9: fossil.v1.ReadStreamRequest
+	(*ReadLogRequest)(nil),        // 10: fossil.v1.ReadLogRequest
+	(*ReadResponse)(nil),          // 11: fossil.v1.ReadResponse
+	(*SubscribeRequest)(nil),      // 12: fossil.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),     // 13: fossil.v1.SubscribeResponse
+	(*CommitRequest)(nil),         // 14: fossil.v1.CommitRequest
+	(*CommitResponse)(nil),        // 15: fossil.v1.CommitResponse
+	(*AckRequest)(nil),            // 16: fossil.v1.AckRequest
+	(*AckResponse)(nil),           // 17: fossil.v1.AckResponse
+	(*GetConsumerRequest)(nil),    // 18: fossil.v1.GetConsumerRequest
+	(*Consumer)(nil),              // 19: fossil.v1.Consumer
+	(*pb.CloudEvent)(nil),         // 20: io.cloudevents.v1.CloudEvent
+	(*structpb.Struct)(nil),       // 21: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
 }
 var file_fossil_v1_fossil_proto_depIdxs = []int32{
-	11, // 0: fossil.v1.CollectRequest.events:type_name -> io.cloudevents.v1.CloudEvent
-	2,  // 1: fossil.v1.CollectResponse.events:type_name -> fossil.v1.Position
-	11, // 2: fossil.v1.Event.event:type_name -> io.cloudevents.v1.CloudEvent
-	3,  // 3: fossil.v1.GetEventResponse.event:type_name -> fossil.v1.Event
-	3,  // 4: fossil.v1.ReadResponse.events:type_name -> fossil.v1.Event
-	3,  // 5: fossil.v1.SubscribeResponse.events:type_name -> fossil.v1.Event
-	0,  // 6: fossil.v1.EventStore.Collect:input_type -> fossil.v1.CollectRequest
-	4,  // 7: fossil.v1.EventStore.GetEvent:input_type -> fossil.v1.GetEventRequest
-	6,  // 8: fossil.v1.EventStore.ReadStream:input_type -> fossil.v1.ReadStreamRequest
-	7,  // 9: fossil.v1.EventStore.ReadLog:input_type -> fossil.v1.ReadLogRequest
-	9,  // 10: fossil.v1.EventStore.Subscribe:input_type -> fossil.v1.SubscribeRequest
-	1,  // 11: fossil.v1.EventStore.Collect:output_type -> fossil.v1.CollectResponse
-	5,  // 12: fossil.v1.EventStore.GetEvent:output_type -> fossil.v1.GetEventResponse
-	8,  // 13: fossil.v1.EventStore.ReadStream:output_type -> fossil.v1.ReadResponse
-	8,  // 14: fossil.v1.EventStore.ReadLog:output_type -> fossil.v1.ReadResponse
-	10, // 15: fossil.v1.EventStore.Subscribe:output_type -> fossil.v1.SubscribeResponse
-	11, // [11:16] is the sub-list for method output_type
-	6,  // [6:11] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	20, // 0: fossil.v1.CollectRequest.events:type_name -> io.cloudevents.v1.CloudEvent
+	1,  // 1: fossil.v1.CollectRequest.wait_consumers:type_name -> fossil.v1.WaitConsumer
+	5,  // 2: fossil.v1.CollectResponse.events:type_name -> fossil.v1.Position
+	2,  // 3: fossil.v1.CollectStreamResponse.result:type_name -> fossil.v1.CollectResponse
+	4,  // 4: fossil.v1.CollectStreamResponse.error:type_name -> fossil.v1.Error
+	21, // 5: fossil.v1.Error.problem:type_name -> google.protobuf.Struct
+	20, // 6: fossil.v1.Event.event:type_name -> io.cloudevents.v1.CloudEvent
+	6,  // 7: fossil.v1.GetEventResponse.event:type_name -> fossil.v1.Event
+	6,  // 8: fossil.v1.ReadResponse.events:type_name -> fossil.v1.Event
+	6,  // 9: fossil.v1.SubscribeResponse.events:type_name -> fossil.v1.Event
+	22, // 10: fossil.v1.Consumer.committed_at:type_name -> google.protobuf.Timestamp
+	0,  // 11: fossil.v1.EventStore.Collect:input_type -> fossil.v1.CollectRequest
+	0,  // 12: fossil.v1.EventStore.CollectStream:input_type -> fossil.v1.CollectRequest
+	7,  // 13: fossil.v1.EventStore.GetEvent:input_type -> fossil.v1.GetEventRequest
+	9,  // 14: fossil.v1.EventStore.ReadStream:input_type -> fossil.v1.ReadStreamRequest
+	10, // 15: fossil.v1.EventStore.ReadLog:input_type -> fossil.v1.ReadLogRequest
+	12, // 16: fossil.v1.EventStore.Subscribe:input_type -> fossil.v1.SubscribeRequest
+	14, // 17: fossil.v1.EventStore.Commit:input_type -> fossil.v1.CommitRequest
+	16, // 18: fossil.v1.EventStore.Ack:input_type -> fossil.v1.AckRequest
+	18, // 19: fossil.v1.EventStore.GetConsumer:input_type -> fossil.v1.GetConsumerRequest
+	2,  // 20: fossil.v1.EventStore.Collect:output_type -> fossil.v1.CollectResponse
+	3,  // 21: fossil.v1.EventStore.CollectStream:output_type -> fossil.v1.CollectStreamResponse
+	8,  // 22: fossil.v1.EventStore.GetEvent:output_type -> fossil.v1.GetEventResponse
+	11, // 23: fossil.v1.EventStore.ReadStream:output_type -> fossil.v1.ReadResponse
+	11, // 24: fossil.v1.EventStore.ReadLog:output_type -> fossil.v1.ReadResponse
+	13, // 25: fossil.v1.EventStore.Subscribe:output_type -> fossil.v1.SubscribeResponse
+	15, // 26: fossil.v1.EventStore.Commit:output_type -> fossil.v1.CommitResponse
+	17, // 27: fossil.v1.EventStore.Ack:output_type -> fossil.v1.AckResponse
+	19, // 28: fossil.v1.EventStore.GetConsumer:output_type -> fossil.v1.Consumer
+	20, // [20:29] is the sub-list for method output_type
+	11, // [11:20] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_fossil_v1_fossil_proto_init() }
@@ -764,13 +1348,15 @@ func file_fossil_v1_fossil_proto_init() {
 		return
 	}
 	file_fossil_v1_fossil_proto_msgTypes[0].OneofWrappers = []any{}
+	file_fossil_v1_fossil_proto_msgTypes[1].OneofWrappers = []any{}
+	file_fossil_v1_fossil_proto_msgTypes[14].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fossil_v1_fossil_proto_rawDesc), len(file_fossil_v1_fossil_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

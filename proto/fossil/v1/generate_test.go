@@ -19,7 +19,7 @@ var protocVersion = regexp.MustCompile(`(?m)^// \tprotoc +v.*$`)
 // installs it (apt-get install protobuf-compiler).
 func TestGeneratedCodeIsCurrent(t *testing.T) {
 	if _, err := exec.LookPath("protoc"); err != nil {
-		t.Fatal("protoc is missing: run the tests with bash .ci/test (make test), or apt-get install protobuf-compiler")
+		t.Fatal("protoc is missing: run the tests with bash .ci/test (make test), or apt-get install protobuf-compiler libprotobuf-dev")
 	}
 	out := t.TempDir()
 	cmd := exec.Command("bash", filepath.Join("..", "..", "generate.sh"), out)

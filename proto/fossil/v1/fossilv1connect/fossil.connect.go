@@ -39,6 +39,9 @@ const (
 const (
 	// EventStoreCollectProcedure is the fully-qualified name of the EventStore's Collect RPC.
 	EventStoreCollectProcedure = "/fossil.v1.EventStore/Collect"
+	// EventStoreCollectStreamProcedure is the fully-qualified name of the EventStore's CollectStream
+	// RPC.
+	EventStoreCollectStreamProcedure = "/fossil.v1.EventStore/CollectStream"
 	// EventStoreGetEventProcedure is the fully-qualified name of the EventStore's GetEvent RPC.
 	EventStoreGetEventProcedure = "/fossil.v1.EventStore/GetEvent"
 	// EventStoreReadStreamProcedure is the fully-qualified name of the EventStore's ReadStream RPC.
@@ -47,6 +50,12 @@ const (
 	EventStoreReadLogProcedure = "/fossil.v1.EventStore/ReadLog"
 	// EventStoreSubscribeProcedure is the fully-qualified name of the EventStore's Subscribe RPC.
 	EventStoreSubscribeProcedure = "/fossil.v1.EventStore/Subscribe"
+	// EventStoreCommitProcedure is the fully-qualified name of the EventStore's Commit RPC.
+	EventStoreCommitProcedure = "/fossil.v1.EventStore/Commit"
+	// EventStoreAckProcedure is the fully-qualified name of the EventStore's Ack RPC.
+	EventStoreAckProcedure = "/fossil.v1.EventStore/Ack"
+	// EventStoreGetConsumerProcedure is the fully-qualified name of the EventStore's GetConsumer RPC.
+	EventStoreGetConsumerProcedure = "/fossil.v1.EventStore/GetConsumer"
 )
 
 // EventStoreClient is a client for the fossil.v1.EventStore service.
@@ -60,6 +69,20 @@ type EventStoreClient interface {
 	// UNAVAILABLE (503). The problem details travel as an error detail
 	// (google.protobuf.Struct with the problem+json members).
 	Collect(context.Context, *connect.Request[v1.CollectRequest]) (*connect.Response[v1.CollectResponse], error)
+	// CollectStream appends many requests over one call: the client streams
+	// CollectRequests, the server answers each with one
+	// CollectStreamResponse, in request order, as soon as its group commits.
+	// Requests are pipelined: each is handed to the writer without waiting
+	// for the previous one's commit, so many requests of one call share one
+	// group commit; requests of one call are committed in the order sent (a
+	// request's events get lower event numbers, and in one stream lower
+	// sequences, than the next request's). A failed request does not end the
+	// call: its answer carries the error Collect would have returned and the
+	// next requests go on. Flow control: the server reads at most 1024
+	// requests (and 16 MiB of messages) ahead of its answers; beyond that the
+	// client's sends wait. wait_consumers holds back that request's answer,
+	// and the ones after it, until the consumers ack or time out.
+	CollectStream(context.Context) *connect.BidiStreamForClient[v1.CollectRequest, v1.CollectStreamResponse]
 	// GetEvent returns one event by its event number (GET /events/{number}).
 	GetEvent(context.Context, *connect.Request[v1.GetEventRequest]) (*connect.Response[v1.GetEventResponse], error)
 	// ReadStream returns a page of one stream's events in sequence order
@@ -72,6 +95,16 @@ type EventStoreClient interface {
 	// strictly increasing event numbers. Resume with after = the last
 	// event_number received.
 	Subscribe(context.Context, *connect.Request[v1.SubscribeRequest]) (*connect.ServerStreamForClient[v1.SubscribeResponse], error)
+	// Commit stores a consumer's offset durably (PUT /consumer/{name}/commit):
+	// INVALID_ARGUMENT when the offset is missing or beyond the newest event,
+	// ABORTED when it is below the stored offset and rewind is not set.
+	Commit(context.Context, *connect.Request[v1.CommitRequest]) (*connect.Response[v1.CommitResponse], error)
+	// Ack acknowledges an event for a consumer (POST /events/{id}/ack):
+	// NOT_FOUND for an unknown event (or one outside the read grant),
+	// ABORTED for an id that several sources use when source is not given.
+	Ack(context.Context, *connect.Request[v1.AckRequest]) (*connect.Response[v1.AckResponse], error)
+	// GetConsumer returns a consumer's state (GET /consumer/{name}).
+	GetConsumer(context.Context, *connect.Request[v1.GetConsumerRequest]) (*connect.Response[v1.Consumer], error)
 }
 
 // NewEventStoreClient constructs a client for the fossil.v1.EventStore service. By default, it uses
@@ -89,6 +122,12 @@ func NewEventStoreClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			httpClient,
 			baseURL+EventStoreCollectProcedure,
 			connect.WithSchema(eventStoreMethods.ByName("Collect")),
+			connect.WithClientOptions(opts...),
+		),
+		collectStream: connect.NewClient[v1.CollectRequest, v1.CollectStreamResponse](
+			httpClient,
+			baseURL+EventStoreCollectStreamProcedure,
+			connect.WithSchema(eventStoreMethods.ByName("CollectStream")),
 			connect.WithClientOptions(opts...),
 		),
 		getEvent: connect.NewClient[v1.GetEventRequest, v1.GetEventResponse](
@@ -115,21 +154,48 @@ func NewEventStoreClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(eventStoreMethods.ByName("Subscribe")),
 			connect.WithClientOptions(opts...),
 		),
+		commit: connect.NewClient[v1.CommitRequest, v1.CommitResponse](
+			httpClient,
+			baseURL+EventStoreCommitProcedure,
+			connect.WithSchema(eventStoreMethods.ByName("Commit")),
+			connect.WithClientOptions(opts...),
+		),
+		ack: connect.NewClient[v1.AckRequest, v1.AckResponse](
+			httpClient,
+			baseURL+EventStoreAckProcedure,
+			connect.WithSchema(eventStoreMethods.ByName("Ack")),
+			connect.WithClientOptions(opts...),
+		),
+		getConsumer: connect.NewClient[v1.GetConsumerRequest, v1.Consumer](
+			httpClient,
+			baseURL+EventStoreGetConsumerProcedure,
+			connect.WithSchema(eventStoreMethods.ByName("GetConsumer")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // eventStoreClient implements EventStoreClient.
 type eventStoreClient struct {
-	collect    *connect.Client[v1.CollectRequest, v1.CollectResponse]
-	getEvent   *connect.Client[v1.GetEventRequest, v1.GetEventResponse]
-	readStream *connect.Client[v1.ReadStreamRequest, v1.ReadResponse]
-	readLog    *connect.Client[v1.ReadLogRequest, v1.ReadResponse]
-	subscribe  *connect.Client[v1.SubscribeRequest, v1.SubscribeResponse]
+	collect       *connect.Client[v1.CollectRequest, v1.CollectResponse]
+	collectStream *connect.Client[v1.CollectRequest, v1.CollectStreamResponse]
+	getEvent      *connect.Client[v1.GetEventRequest, v1.GetEventResponse]
+	readStream    *connect.Client[v1.ReadStreamRequest, v1.ReadResponse]
+	readLog       *connect.Client[v1.ReadLogRequest, v1.ReadResponse]
+	subscribe     *connect.Client[v1.SubscribeRequest, v1.SubscribeResponse]
+	commit        *connect.Client[v1.CommitRequest, v1.CommitResponse]
+	ack           *connect.Client[v1.AckRequest, v1.AckResponse]
+	getConsumer   *connect.Client[v1.GetConsumerRequest, v1.Consumer]
 }
 
 // Collect calls fossil.v1.EventStore.Collect.
 func (c *eventStoreClient) Collect(ctx context.Context, req *connect.Request[v1.CollectRequest]) (*connect.Response[v1.CollectResponse], error) {
 	return c.collect.CallUnary(ctx, req)
+}
+
+// CollectStream calls fossil.v1.EventStore.CollectStream.
+func (c *eventStoreClient) CollectStream(ctx context.Context) *connect.BidiStreamForClient[v1.CollectRequest, v1.CollectStreamResponse] {
+	return c.collectStream.CallBidiStream(ctx)
 }
 
 // GetEvent calls fossil.v1.EventStore.GetEvent.
@@ -152,6 +218,21 @@ func (c *eventStoreClient) Subscribe(ctx context.Context, req *connect.Request[v
 	return c.subscribe.CallServerStream(ctx, req)
 }
 
+// Commit calls fossil.v1.EventStore.Commit.
+func (c *eventStoreClient) Commit(ctx context.Context, req *connect.Request[v1.CommitRequest]) (*connect.Response[v1.CommitResponse], error) {
+	return c.commit.CallUnary(ctx, req)
+}
+
+// Ack calls fossil.v1.EventStore.Ack.
+func (c *eventStoreClient) Ack(ctx context.Context, req *connect.Request[v1.AckRequest]) (*connect.Response[v1.AckResponse], error) {
+	return c.ack.CallUnary(ctx, req)
+}
+
+// GetConsumer calls fossil.v1.EventStore.GetConsumer.
+func (c *eventStoreClient) GetConsumer(ctx context.Context, req *connect.Request[v1.GetConsumerRequest]) (*connect.Response[v1.Consumer], error) {
+	return c.getConsumer.CallUnary(ctx, req)
+}
+
 // EventStoreHandler is an implementation of the fossil.v1.EventStore service.
 type EventStoreHandler interface {
 	// Collect appends one event or an atomic batch to one stream: the
@@ -163,6 +244,20 @@ type EventStoreHandler interface {
 	// UNAVAILABLE (503). The problem details travel as an error detail
 	// (google.protobuf.Struct with the problem+json members).
 	Collect(context.Context, *connect.Request[v1.CollectRequest]) (*connect.Response[v1.CollectResponse], error)
+	// CollectStream appends many requests over one call: the client streams
+	// CollectRequests, the server answers each with one
+	// CollectStreamResponse, in request order, as soon as its group commits.
+	// Requests are pipelined: each is handed to the writer without waiting
+	// for the previous one's commit, so many requests of one call share one
+	// group commit; requests of one call are committed in the order sent (a
+	// request's events get lower event numbers, and in one stream lower
+	// sequences, than the next request's). A failed request does not end the
+	// call: its answer carries the error Collect would have returned and the
+	// next requests go on. Flow control: the server reads at most 1024
+	// requests (and 16 MiB of messages) ahead of its answers; beyond that the
+	// client's sends wait. wait_consumers holds back that request's answer,
+	// and the ones after it, until the consumers ack or time out.
+	CollectStream(context.Context, *connect.BidiStream[v1.CollectRequest, v1.CollectStreamResponse]) error
 	// GetEvent returns one event by its event number (GET /events/{number}).
 	GetEvent(context.Context, *connect.Request[v1.GetEventRequest]) (*connect.Response[v1.GetEventResponse], error)
 	// ReadStream returns a page of one stream's events in sequence order
@@ -175,6 +270,16 @@ type EventStoreHandler interface {
 	// strictly increasing event numbers. Resume with after = the last
 	// event_number received.
 	Subscribe(context.Context, *connect.Request[v1.SubscribeRequest], *connect.ServerStream[v1.SubscribeResponse]) error
+	// Commit stores a consumer's offset durably (PUT /consumer/{name}/commit):
+	// INVALID_ARGUMENT when the offset is missing or beyond the newest event,
+	// ABORTED when it is below the stored offset and rewind is not set.
+	Commit(context.Context, *connect.Request[v1.CommitRequest]) (*connect.Response[v1.CommitResponse], error)
+	// Ack acknowledges an event for a consumer (POST /events/{id}/ack):
+	// NOT_FOUND for an unknown event (or one outside the read grant),
+	// ABORTED for an id that several sources use when source is not given.
+	Ack(context.Context, *connect.Request[v1.AckRequest]) (*connect.Response[v1.AckResponse], error)
+	// GetConsumer returns a consumer's state (GET /consumer/{name}).
+	GetConsumer(context.Context, *connect.Request[v1.GetConsumerRequest]) (*connect.Response[v1.Consumer], error)
 }
 
 // NewEventStoreHandler builds an HTTP handler from the service implementation. It returns the path
@@ -188,6 +293,12 @@ func NewEventStoreHandler(svc EventStoreHandler, opts ...connect.HandlerOption) 
 		EventStoreCollectProcedure,
 		svc.Collect,
 		connect.WithSchema(eventStoreMethods.ByName("Collect")),
+		connect.WithHandlerOptions(opts...),
+	)
+	eventStoreCollectStreamHandler := connect.NewBidiStreamHandler(
+		EventStoreCollectStreamProcedure,
+		svc.CollectStream,
+		connect.WithSchema(eventStoreMethods.ByName("CollectStream")),
 		connect.WithHandlerOptions(opts...),
 	)
 	eventStoreGetEventHandler := connect.NewUnaryHandler(
@@ -214,10 +325,30 @@ func NewEventStoreHandler(svc EventStoreHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(eventStoreMethods.ByName("Subscribe")),
 		connect.WithHandlerOptions(opts...),
 	)
+	eventStoreCommitHandler := connect.NewUnaryHandler(
+		EventStoreCommitProcedure,
+		svc.Commit,
+		connect.WithSchema(eventStoreMethods.ByName("Commit")),
+		connect.WithHandlerOptions(opts...),
+	)
+	eventStoreAckHandler := connect.NewUnaryHandler(
+		EventStoreAckProcedure,
+		svc.Ack,
+		connect.WithSchema(eventStoreMethods.ByName("Ack")),
+		connect.WithHandlerOptions(opts...),
+	)
+	eventStoreGetConsumerHandler := connect.NewUnaryHandler(
+		EventStoreGetConsumerProcedure,
+		svc.GetConsumer,
+		connect.WithSchema(eventStoreMethods.ByName("GetConsumer")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/fossil.v1.EventStore/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case EventStoreCollectProcedure:
 			eventStoreCollectHandler.ServeHTTP(w, r)
+		case EventStoreCollectStreamProcedure:
+			eventStoreCollectStreamHandler.ServeHTTP(w, r)
 		case EventStoreGetEventProcedure:
 			eventStoreGetEventHandler.ServeHTTP(w, r)
 		case EventStoreReadStreamProcedure:
@@ -226,6 +357,12 @@ func NewEventStoreHandler(svc EventStoreHandler, opts ...connect.HandlerOption) 
 			eventStoreReadLogHandler.ServeHTTP(w, r)
 		case EventStoreSubscribeProcedure:
 			eventStoreSubscribeHandler.ServeHTTP(w, r)
+		case EventStoreCommitProcedure:
+			eventStoreCommitHandler.ServeHTTP(w, r)
+		case EventStoreAckProcedure:
+			eventStoreAckHandler.ServeHTTP(w, r)
+		case EventStoreGetConsumerProcedure:
+			eventStoreGetConsumerHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -237,6 +374,10 @@ type UnimplementedEventStoreHandler struct{}
 
 func (UnimplementedEventStoreHandler) Collect(context.Context, *connect.Request[v1.CollectRequest]) (*connect.Response[v1.CollectResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("fossil.v1.EventStore.Collect is not implemented"))
+}
+
+func (UnimplementedEventStoreHandler) CollectStream(context.Context, *connect.BidiStream[v1.CollectRequest, v1.CollectStreamResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("fossil.v1.EventStore.CollectStream is not implemented"))
 }
 
 func (UnimplementedEventStoreHandler) GetEvent(context.Context, *connect.Request[v1.GetEventRequest]) (*connect.Response[v1.GetEventResponse], error) {
@@ -253,4 +394,16 @@ func (UnimplementedEventStoreHandler) ReadLog(context.Context, *connect.Request[
 
 func (UnimplementedEventStoreHandler) Subscribe(context.Context, *connect.Request[v1.SubscribeRequest], *connect.ServerStream[v1.SubscribeResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("fossil.v1.EventStore.Subscribe is not implemented"))
+}
+
+func (UnimplementedEventStoreHandler) Commit(context.Context, *connect.Request[v1.CommitRequest]) (*connect.Response[v1.CommitResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("fossil.v1.EventStore.Commit is not implemented"))
+}
+
+func (UnimplementedEventStoreHandler) Ack(context.Context, *connect.Request[v1.AckRequest]) (*connect.Response[v1.AckResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("fossil.v1.EventStore.Ack is not implemented"))
+}
+
+func (UnimplementedEventStoreHandler) GetConsumer(context.Context, *connect.Request[v1.GetConsumerRequest]) (*connect.Response[v1.Consumer], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("fossil.v1.EventStore.GetConsumer is not implemented"))
 }
