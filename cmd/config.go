@@ -15,6 +15,8 @@ import (
 // both.
 type Config struct {
 	DatabaseURL       string        // DATABASE_URL; empty: manage a local PostgreSQL in DataDir
+	ReadDatabaseURLs  []string      // FOSSIL_READ_DATABASE_URL; streaming replicas for catch-up reads
+	ReadMaxLag        time.Duration // FOSSIL_READ_MAX_LAG; a replica lagging more is not read
 	DataDir           string        // FOSSIL_DATA_DIR; the managed cluster's directory
 	Addr              string        // FOSSIL_ADDR
 	NoMigrate         bool          // FOSSIL_NO_MIGRATE; do not apply migrations at start
@@ -71,6 +73,7 @@ func DefaultConfig() Config {
 		LogLevel:          "info",
 		LogFormat:         "text",
 		LogOrigin:         "fossil",
+		ReadMaxLag:        30 * time.Second,
 	}
 }
 
@@ -111,6 +114,10 @@ func (c *Config) Validate() error {
 		return &ConfigError{"max-sse-clients", errors.New("must be positive")}
 	case c.MemoryLimit < 0:
 		return &ConfigError{"memory-limit", errors.New("must not be negative")}
+	case c.ReadMaxLag <= 0:
+		return &ConfigError{"read-max-lag", errors.New("must be positive")}
+	case len(c.ReadDatabaseURLs) > 0 && c.DatabaseURL == "":
+		return &ConfigError{"read-database-url", errors.New("needs database-url: a managed local PostgreSQL has no replicas")}
 	case c.MaxConns < 4:
 		return &ConfigError{"max-conns", errors.New("must be at least 4")}
 	case c.PprofAddr != "" && !isLoopbackAddr(c.PprofAddr):
@@ -178,9 +185,17 @@ func (c *Config) bindFlags(fs *flag.FlagSet, env envLookup) error {
 		} else if v != "" {
 			*p = v
 		}
-		fs.StringVar(p, name, *p, usage+" ($"+strings.Join(envNames, ", $")+", or a file named by $…_FILE)")
+		if name != "" {
+			fs.StringVar(p, name, *p, usage+" ($"+strings.Join(envNames, ", $")+", or a file named by $…_FILE)")
+		}
 	}
 	secret(&c.DatabaseURL, "database-url", []string{"DATABASE_URL"}, "PostgreSQL URL; empty runs a managed local PostgreSQL")
+	var readURLs string
+	secret(&readURLs, "", []string{"FOSSIL_READ_DATABASE_URL"}, "")
+	c.ReadDatabaseURLs = splitDatabaseURLs(readURLs)
+	fs.Var(&urlList{urls: &c.ReadDatabaseURLs}, "read-database-url", "a streaming replica of the database for catch-up reads; repeat the flag, or separate URLs with commas, for several "+
+		"($FOSSIL_READ_DATABASE_URL, or a file named by $FOSSIL_READ_DATABASE_URL_FILE)")
+	dur(&c.ReadMaxLag, "read-max-lag", "FOSSIL_READ_MAX_LAG", "a replica lacking an event the primary has had for longer than this is not read until it catches up")
 	str(&c.DataDir, "data-dir", "FOSSIL_DATA_DIR", "data directory of the managed PostgreSQL (used without a database URL)")
 	str(&c.Addr, "addr", "FOSSIL_ADDR", "listen address")
 	boolean(&c.NoMigrate, "no-migrate", "FOSSIL_NO_MIGRATE", "do not apply pending migrations at start")
@@ -275,6 +290,59 @@ func lookupSecret(env envLookup, names ...string) (string, error) {
 		return "", &ConfigError{names[0] + "_FILE", fmt.Errorf("%s is empty", path)}
 	}
 	return v, nil
+}
+
+// urlList is the value of a repeatable flag of database URLs: the first
+// use replaces the environment's list, later ones add to it. Each use may
+// hold several URLs (see splitDatabaseURLs).
+type urlList struct {
+	urls *[]string
+	set  bool
+}
+
+func (l *urlList) String() string {
+	if l.urls == nil {
+		return ""
+	}
+	return strconv.Itoa(len(*l.urls)) + " URLs" // never the URLs: they may hold passwords
+}
+
+func (l *urlList) Set(v string) error {
+	if !l.set {
+		*l.urls, l.set = nil, true
+	}
+	*l.urls = append(*l.urls, splitDatabaseURLs(v)...)
+	return nil
+}
+
+// splitDatabaseURLs splits a list of database URLs separated by commas or
+// line breaks. A comma separates URLs only where a postgres:// or
+// postgresql:// URL follows it, so that a multi-host URL
+// (postgres://a,b/db) stays one.
+func splitDatabaseURLs(v string) []string {
+	var out []string
+	for _, line := range strings.FieldsFunc(v, func(r rune) bool { return r == '\n' || r == '\r' }) {
+		parts := strings.Split(line, ",")
+		var cur string
+		for i, p := range parts {
+			t := strings.TrimSpace(p)
+			if i > 0 && (strings.HasPrefix(t, "postgres://") || strings.HasPrefix(t, "postgresql://")) {
+				if c := strings.TrimSpace(cur); c != "" {
+					out = append(out, c)
+				}
+				cur = t
+				continue
+			}
+			if i > 0 {
+				cur += ","
+			}
+			cur += p
+		}
+		if c := strings.TrimSpace(cur); c != "" {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func osEnv(name string) (string, bool) {

@@ -101,12 +101,14 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.latestMigration, err = migrations.Latest(); err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, store.Config{DatabaseURL: dbURL, MaxConns: int32(cfg.MaxConns), Logger: s.Logger})
+	st, err := store.Open(ctx, store.Config{DatabaseURL: dbURL, MaxConns: int32(cfg.MaxConns), Logger: s.Logger,
+		ReadReplicaURLs: cfg.ReadDatabaseURLs, ReplicaMaxLag: cfg.ReadMaxLag})
 	if err != nil {
 		return err
 	}
 	s.store = st
 	s.metrics = s.newMetrics()
+	s.metrics.RegisterReads(s.replicaStats)
 	s.appender = store.NewAppender(st, store.AppenderConfig{
 		TxTimeout:     cfg.AppendTimeout,
 		ObserveFunc:   s.metrics.ObserveGroup,
@@ -127,6 +129,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("start listener: %w", err)
 	}
 	st.OnCommitted(s.notifier.Notify) // this process hears its own commits at once
+	s.watchReplacements()
 	s.hub = feed.New(feed.Config{
 		Store:        st,
 		Broadcaster:  s.notifier,

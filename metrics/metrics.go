@@ -27,6 +27,13 @@
 //	fossil_consumer_lag_errors_total             scrapes that could not read consumer lag
 //	fossil_db_pool_*                             database pool statistics
 //	fossil_db_readers_waiting                    page reads queued for their turn
+//	fossil_db_page_reads_total{database}         page reads of the log by the database that served them
+//	fossil_db_page_read_events_total{database}   their events
+//	fossil_read_replica_in_use{replica,reason}   1 when catch-up reads go to the replica
+//	fossil_read_replica_replayed_event{replica}  the newest event the replica holds
+//	fossil_read_replica_behind_events{replica}   events the primary has and the replica not
+//	fossil_read_replica_lag_seconds{replica}     age of the oldest event the replica lacks
+//	fossil_read_replica_failures_total{replica}  reads that failed on it and went to the primary
 //
 // plus the Go runtime and process collectors.
 package metrics

@@ -80,6 +80,12 @@ type Config struct {
 
 	// MaxConnections is the server's max_connections. Zero means 200.
 	MaxConnections int
+
+	// SocketDir is the directory of the server's Unix socket. Empty means
+	// a new private directory, removed by [Cluster.Stop]; a given one must
+	// exist, be private to the account postgres runs as, and is left in
+	// place (so that a restarted server keeps its address).
+	SocketDir string
 }
 
 // Cluster is a running PostgreSQL server started by [Start]. Its methods are
@@ -88,8 +94,11 @@ type Cluster struct {
 	dataDir       string
 	socketDir     string
 	removeDataDir bool // Ephemeral and Start created dataDir
+	keepSocketDir bool // given by the caller
 	logger        *slog.Logger
 	logPath       string
+	binDir        string
+	as            *runAs // the account postgres runs as; nil: ours
 
 	logFile *os.File
 	cmd     *exec.Cmd
@@ -163,6 +172,8 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		dataDir: dataDir,
 		logger:  logger,
 		logPath: filepath.Join(dataDir, LogFileName),
+		binDir:  binDir,
+		as:      as,
 		exited:  make(chan struct{}),
 	}
 	defer func() {
@@ -198,7 +209,9 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if len(initdbOutput) > 0 {
 		_, _ = c.logFile.Write(initdbOutput) // the log is a diagnostic aid only
 	}
-	if c.socketDir, err = makeSocketDir(as); err != nil {
+	if cfg.SocketDir != "" {
+		c.socketDir, c.keepSocketDir = cfg.SocketDir, true
+	} else if c.socketDir, err = makeSocketDir(as); err != nil {
 		return nil, err
 	}
 	if err := c.startPostgres(binDir, as, maxConns, cfg.Ephemeral); err != nil {
@@ -241,6 +254,37 @@ func (c *Cluster) URL(database string) string {
 	return u.String()
 }
 
+// BaseBackup copies the running cluster into dataDir with pg_basebackup
+// (-R -X stream --checkpoint=fast, no manifest): the copy holds the WAL it needs,
+// standby.signal and a primary_conninfo naming this cluster's socket, so
+// that [Start] on dataDir runs a streaming replica of c (hot standby, read
+// only). dataDir must not exist or be empty; [Cluster.Stop] of the replica
+// leaves it in place (the caller removes it). pg_basebackup runs as the
+// account postgres runs as. The cluster's pg_hba.conf (initdb's, trust)
+// already allows local replication connections.
+func (c *Cluster) BaseBackup(ctx context.Context, dataDir string) error {
+	prog := filepath.Join(c.binDir, "pg_basebackup")
+	if _, err := os.Stat(prog); err != nil {
+		return fmt.Errorf("pg_basebackup not found beside postgres in %s (%w): %s", c.binDir, err, installHint)
+	}
+	dataDir, err := filepath.Abs(dataDir)
+	if err != nil {
+		return fmt.Errorf("base backup dir: %w", err)
+	}
+	if _, err := prepareDataDir(dataDir, c.as); err != nil {
+		return err
+	}
+	conninfo := "host=" + c.socketDir + " port=" + strconv.Itoa(port) + " user=" + superuser + " sslmode=disable"
+	cmd := exec.CommandContext(ctx, prog, "-D", dataDir, "-d", conninfo, "-R", "-X", "stream", "--checkpoint=fast", "--no-sync", "--no-manifest")
+	cmd.Dir = "/"
+	cmd.Env = childEnv(c.as)
+	cmd.SysProcAttr = sysProcAttr(c.as)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_basebackup into %s: %w\n%s", dataDir, err, tail(out, 20))
+	}
+	return nil
+}
+
 // Stop shuts the server down with a fast shutdown (SIGINT: open sessions are
 // disconnected, the cluster is checkpointed) and waits for it to exit. If it
 // has not exited after 10 seconds it gets SIGQUIT, then SIGKILL. Stop then
@@ -263,7 +307,7 @@ func (c *Cluster) stop() error {
 	if c.logFile != nil {
 		errs = append(errs, c.logFile.Close())
 	}
-	if c.socketDir != "" {
+	if c.socketDir != "" && !c.keepSocketDir {
 		errs = append(errs, os.RemoveAll(c.socketDir))
 	}
 	if c.removeDataDir {
@@ -625,6 +669,17 @@ func openLog(path string, as *runAs) (*os.File, error) {
 		}
 	}
 	return f, nil
+}
+
+// NewSocketDir creates a private directory for a server's socket, as
+// [Start] does, for [Config.SocketDir]: a server restarted on it keeps its
+// address. The caller removes it.
+func NewSocketDir() (string, error) {
+	as, err := lookupRunAs()
+	if err != nil {
+		return "", err
+	}
+	return makeSocketDir(as)
 }
 
 // makeSocketDir creates a private directory for the server's socket, short

@@ -144,7 +144,8 @@ var (
 )
 
 // ReadLog returns events of every stream in number order, through the
-// primary key. Reads of some streams go through a [Reader].
+// primary key. Reads of some streams go through a [Reader]. Reads other
+// than the tail's go to a read replica up to what it holds (replicas.go).
 func (s *Store) ReadLog(ctx context.Context, p ReadLogParams) ([]*fossil.Event, error) {
 	if p.Limit <= 0 {
 		p.Limit = 100
@@ -152,25 +153,27 @@ func (s *Store) ReadLog(ctx context.Context, p ReadLogParams) ([]*fossil.Event, 
 	if p.MaxBytes <= 0 {
 		p.MaxBytes = DefaultPageBytes
 	}
+	if p.Tail {
+		return readLog(ctx, pageDB{pool: s.pool}, p.After, p.Through, p.Limit, p.MaxBytes)
+	}
+	return s.routePage(ctx, p.After, p.Through, p.Limit, p.MaxBytes, readLog)
+}
+
+// readLog reads a page of the log in (after, through] (through 0: no
+// bound) on db.
+func readLog(ctx context.Context, db pageDB, after, through int64, limit int, maxBytes int64) ([]*fossil.Event, error) {
 	var rows pgx.Rows
 	var err error
-	bound := pageCutBound(p.Limit, p.MaxBytes)
-	if !p.Tail {
-		done, err := s.readTurn(ctx)
-		if err != nil {
-			return nil, err
-		}
-		defer done()
-	}
-	if p.Through > 0 {
-		rows, err = s.pool.Query(ctx, readLogThroughSQL, p.After, p.Limit, bound, p.Through)
+	bound := pageCutBound(limit, maxBytes)
+	if through > 0 {
+		rows, err = db.query(ctx, readLogThroughSQL, after, limit, bound, through)
 	} else {
-		rows, err = s.pool.Query(ctx, readLogSQL, p.After, p.Limit, bound)
+		rows, err = db.query(ctx, readLogSQL, after, limit, bound)
 	}
 	if err != nil {
 		return nil, interpretError(fmt.Errorf("read log: %w", err))
 	}
-	events, err := collectEvents(rows, p.Limit, p.MaxBytes)
+	events, err := collectEvents(rows, limit, maxBytes)
 	if err != nil {
 		return nil, interpretError(fmt.Errorf("read log: %w", err))
 	}
@@ -178,28 +181,67 @@ func (s *Store) ReadLog(ctx context.Context, p ReadLogParams) ([]*fossil.Event, 
 }
 
 // streamEventsSQL: within a stream, number order is sequence order, so
-// pageCut applies.
-var streamEventsSQL = pageCut(`SELECT `+eventColumns+` FROM fossil_events
+// pageCut applies. streamEventsThroughSQL is its replica form's inner
+// statement: the events up to a number.
+var (
+	streamEventsSQL = pageCut(`SELECT `+eventColumns+` FROM fossil_events
 WHERE stream = $1 AND sequence >= $2 ORDER BY sequence LIMIT $3`, `$4`)
+	streamEventsThroughSQL = pageCut(`SELECT `+eventColumns+` FROM fossil_events
+WHERE stream = $1 AND sequence >= $2 AND number <= $5 ORDER BY sequence LIMIT $3`, `$4`)
+)
 
 // StreamEvents returns up to limit events of stream with a sequence of at
 // least from, in sequence order, and at most [DefaultPageBytes] of
-// documents (see [PageFull]). An unknown stream has no events.
+// documents (see [PageFull]). An unknown stream has no events. A read
+// replica serves the events it holds, the primary the rest.
 func (s *Store) StreamEvents(ctx context.Context, stream string, from int64, limit int) ([]*fossil.Event, error) {
-	done, err := s.readTurn(ctx)
-	if err != nil {
-		return nil, err
+	maxBytes := int64(DefaultPageBytes)
+	read := func(ctx context.Context, db pageDB, through int64, from int64, limit int, maxBytes int64) ([]*fossil.Event, error) {
+		var rows pgx.Rows
+		var err error
+		if through > 0 {
+			rows, err = db.query(ctx, streamEventsThroughSQL, stream, from, limit, pageCutBound(limit, maxBytes), through)
+		} else {
+			rows, err = db.query(ctx, streamEventsSQL, stream, from, limit, pageCutBound(limit, maxBytes))
+		}
+		if err != nil {
+			return nil, interpretError(fmt.Errorf("read stream: %w", err))
+		}
+		events, err := collectEvents(rows, limit, maxBytes)
+		if err != nil {
+			return nil, interpretError(fmt.Errorf("read stream: %w", err))
+		}
+		return events, nil
 	}
-	defer done()
-	rows, err := s.pool.Query(ctx, streamEventsSQL, stream, from, limit, pageCutBound(limit, DefaultPageBytes))
-	if err != nil {
-		return nil, interpretError(fmt.Errorf("read stream: %w", err))
+	if r, replayed := s.pick(0); r != nil {
+		events, err := s.readReplica(ctx, r, func(ctx context.Context, db pageDB) ([]*fossil.Event, error) {
+			return read(ctx, db, replayed, from, limit, maxBytes)
+		})
+		if err == nil {
+			if PageFull(events, limit, maxBytes) {
+				return events, nil
+			}
+			// Every event of the stream up to replayed is in the page;
+			// the next sequence is the primary's to serve.
+			next := from
+			if len(events) > 0 {
+				next = events[len(events)-1].Sequence + 1
+			}
+			rest, err := s.readPrimary(ctx, func(ctx context.Context, db pageDB) ([]*fossil.Event, error) {
+				return read(ctx, db, 0, next, limit-len(events), maxBytes-docBytes(events))
+			})
+			if err != nil {
+				return nil, err
+			}
+			return append(events, rest...), nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
 	}
-	events, err := collectEvents(rows, limit, DefaultPageBytes)
-	if err != nil {
-		return nil, interpretError(fmt.Errorf("read stream: %w", err))
-	}
-	return events, nil
+	return s.readPrimary(ctx, func(ctx context.Context, db pageDB) ([]*fossil.Event, error) {
+		return read(ctx, db, 0, from, limit, maxBytes)
+	})
 }
 
 const eventByNumberSQL = `SELECT ` + eventColumns + ` FROM fossil_events WHERE number = $1`

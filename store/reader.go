@@ -207,29 +207,27 @@ var (
 
 // readStreams reads a page of names in (after, end]: at most limit events
 // and maxBytes of documents (plus the event that crosses the line); see
-// [PageFull].
+// [PageFull]. A read replica serves it up to what it holds
+// ([Store.routePage]).
 func (s *Store) readStreams(ctx context.Context, names []string, after, end int64, limit int, maxBytes int64) ([]*fossil.Event, error) {
-	var args []any
-	query := selectivePageCutSQL
-	if len(names) == 1 {
-		query, args = streamPageCutSQL, []any{names[0], after, end, limit, pageCutBound(limit, maxBytes)}
-	} else {
-		args = []any{names, after, end, limit, pageCutBound(limit, maxBytes)}
-	}
-	done, err := s.readTurn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	rows, err := s.pool.Query(ctx, query, args...)
-	if err != nil {
-		return nil, interpretError(fmt.Errorf("read streams: %w", err))
-	}
-	events, err := collectEvents(rows, limit, maxBytes)
-	if err != nil {
-		return nil, interpretError(fmt.Errorf("read streams: %w", err))
-	}
-	return events, nil
+	return s.routePage(ctx, after, end, limit, maxBytes, func(ctx context.Context, db pageDB, after, end int64, limit int, maxBytes int64) ([]*fossil.Event, error) {
+		var args []any
+		query := selectivePageCutSQL
+		if len(names) == 1 {
+			query, args = streamPageCutSQL, []any{names[0], after, end, limit, pageCutBound(limit, maxBytes)}
+		} else {
+			args = []any{names, after, end, limit, pageCutBound(limit, maxBytes)}
+		}
+		rows, err := db.query(ctx, query, args...)
+		if err != nil {
+			return nil, interpretError(fmt.Errorf("read streams: %w", err))
+		}
+		events, err := collectEvents(rows, limit, maxBytes)
+		if err != nil {
+			return nil, interpretError(fmt.Errorf("read streams: %w", err))
+		}
+		return events, nil
+	})
 }
 
 func (r *Reader) maxBytes() int64 {

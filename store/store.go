@@ -82,6 +82,7 @@ type Store struct {
 	waiting   atomic.Int64 // page reads queued for a turn
 	logger    *slog.Logger
 	cat       catalogue // the stream catalogue of template reads
+	reps      replicas  // read replicas (replicas.go)
 
 	onCommitted atomic.Pointer[func(channel, payload string)] // see OnCommitted
 }
@@ -99,6 +100,16 @@ type Config struct {
 	// MaxReaders bounds the page reads of the log that run at once; the
 	// others queue in arrival order. 0 means half of MaxConns.
 	MaxReaders int
+	// ReadReplicaURLs name streaming replicas of DatabaseURL: catch-up
+	// page reads go to them up to what they have replayed (replicas.go).
+	// Each gets a pool of MaxConns connections.
+	ReadReplicaURLs []string
+	// ReplicaMaxLag: a replica lacking an event the primary has had for
+	// longer than this is not read. 0 means 30s.
+	ReplicaMaxLag time.Duration
+	// ReplicaCheckInterval is how often each replica's replayed head is
+	// read. 0 means 1s.
+	ReplicaCheckInterval time.Duration
 }
 
 // Open connects a pool and checks that the database answers. It fails fast
@@ -154,16 +165,23 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Store{
+	s := &Store{
 		pool:      pool,
 		writePool: writePool,
 		readers:   semaphore.NewWeighted(int64(cfg.MaxReaders)),
 		logger:    logger.With("component", "store"),
-	}, nil
+	}
+	if err := s.openReplicas(ctx, cfg, pcfg); err != nil {
+		writePool.Close()
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // Close closes the pools, waiting for acquired connections to be released.
 func (s *Store) Close() {
+	s.closeReplicas()
 	s.writePool.Close()
 	s.pool.Close()
 }

@@ -1,0 +1,231 @@
+package cmd_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fossil-events/fossil/cmd"
+	"github.com/fossil-events/fossil/internal/dbtest"
+	"github.com/fossil-events/fossil/internal/testserver"
+)
+
+// underTest is the application_name of the servers' connections in
+// TestReadReplicaServesCatchUp, so that the test can wait for them to end
+// (a backend reports its statistics when it exits).
+const underTest = "fossil-under-test"
+
+// TestReadReplicaServesCatchUp: a server with a real streaming replica
+// (pg_basebackup -R) whose replay is paused while events are appended: a
+// subscriber from 0 gets every event once, in order; the replica served
+// the prefix it holds (its statistics of fossil_events moved by at least
+// the prefix, the primary's by no more than the events the replica lacks),
+// and the metrics say which database served what.
+func TestReadReplicaServesCatchUp(t *testing.T) {
+	pair := dbtest.NewReplicated(t)
+	const prefix, rest = 2000, 300
+	opts := func(c *cmd.Config) {
+		c.ReadDatabaseURLs = []string{pair.ReplicaURL + "&application_name=" + underTest}
+		c.ReadMaxLag = time.Hour // paused for as long as the test takes, and still read
+	}
+	primaryURL := pair.PrimaryURL + "&application_name=" + underTest
+
+	writer := testserver.StartOn(t, primaryURL, opts)
+	postBatches(t, writer, 0, prefix)
+	pair.WaitReplayed(t, prefix)
+	pair.PauseReplay(t)
+	postBatches(t, writer, prefix, rest)
+	if got := pair.ReplicaHead(t); got != prefix {
+		t.Fatalf("the paused replica's head is %d, want %d", got, prefix)
+	}
+	if err := writer.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	primaryStats := statsConn(t, pair.PrimaryURL)
+	replicaStats := statsConn(t, pair.ReplicaURL)
+	waitGone(t, primaryStats, replicaStats)
+	p0, r0 := readStats(t, primaryStats), readStats(t, replicaStats)
+
+	// A second process replays the log from 0 while the replica is still
+	// paused, 300 events behind.
+	reader := testserver.StartOn(t, primaryURL, opts)
+	testserver.Eventually(t, 10*time.Second, "the replica in use", func() bool {
+		s := reader.Store().ReplicaStatuses()
+		return len(s) == 1 && s[0].InUse && s[0].Replayed == prefix && s[0].Behind == rest
+	})
+	sse := reader.OpenSSE(t, "/sse?stream=%7B%2Ball%7D")
+	frames := sse.Next(t, prefix+rest, 60*time.Second)
+	for i, f := range frames {
+		if f.Number() != int64(i+1) {
+			t.Fatalf("frame %d is event %s, want %d", i, f.ID, i+1)
+		}
+		if want := fmt.Sprintf("e%d", i+1); f.Event["id"] != want {
+			t.Fatalf("event %d has id %v, want %s", i+1, f.Event["id"], want)
+		}
+	}
+	sse.Quiet(t, 200*time.Millisecond) // nothing twice
+	sse.Close()
+
+	metrics := scrape(t, reader)
+	for _, want := range []string{
+		`fossil_db_page_read_events_total{database="primary"} ` + fmt.Sprint(rest),
+		`fossil_read_replica_in_use{reason="",replica=`,
+		`fossil_read_replica_behind_events{replica=`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q:\n%s", want, grepLines(metrics, "fossil_db_page_read|fossil_read_replica"))
+		}
+	}
+	replicaLine := false
+	for _, line := range strings.Split(grepLines(metrics, "fossil_db_page_read_events_total"), "\n") {
+		if strings.Contains(line, `database="unix:`) && strings.HasSuffix(line, " "+fmt.Sprint(prefix)) {
+			replicaLine = true
+		}
+	}
+	if !replicaLine {
+		t.Errorf("no replica served %d events:\n%s", prefix, grepLines(metrics, "fossil_db_page_read"))
+	}
+	if err := reader.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, primaryStats, replicaStats)
+	p1, r1 := readStats(t, primaryStats), readStats(t, replicaStats)
+	pd, rd := p1.sub(p0), r1.sub(r0)
+	t.Logf("replay of %d events (%d on the paused replica): fossil_events tuples read: replica %d, primary %d; "+
+		"pg_stat_database: replica tup_fetched %d tup_returned %d blocks %d, primary tup_fetched %d tup_returned %d blocks %d",
+		prefix+rest, prefix, rd.eventTuples, pd.eventTuples, rd.tupFetched, rd.tupReturned, rd.blocks, pd.tupFetched, pd.tupReturned, pd.blocks)
+	if rd.eventTuples < prefix {
+		t.Errorf("the replica read %d tuples of fossil_events for a replay of its %d events", rd.eventTuples, prefix)
+	}
+	if pd.eventTuples > rest+50 {
+		t.Errorf("the primary read %d tuples of fossil_events for a replay whose first %d events the replica holds (%d after them)", pd.eventTuples, prefix, rest)
+	}
+	if rd.tupFetched+rd.tupReturned < prefix {
+		t.Errorf("the replica's pg_stat_database counters moved by %d tuples for a replay of its %d events", rd.tupFetched+rd.tupReturned, prefix)
+	}
+}
+
+// postBatches appends n events e<from+1>… in batches of 100.
+func postBatches(t *testing.T, srv *testserver.Server, from, n int) {
+	t.Helper()
+	for n > 0 {
+		batch := min(n, 100)
+		var b strings.Builder
+		b.WriteByte('[')
+		for i := range batch {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"specversion":"1.0","id":"e%d","source":"/replica","type":"t","data":{"n":%d,"pad":%q}}`, from+i+1, from+i+1, strings.Repeat("x", 200))
+		}
+		b.WriteByte(']')
+		req, err := http.NewRequest(http.MethodPost, srv.URL+"/collect", strings.NewReader(b.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/cloudevents-batch+json")
+		req.Header.Set("Fossil-Stream", fmt.Sprintf("orders/%d", from%7))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("collect: %d %s", resp.StatusCode, body)
+		}
+		from += batch
+		n -= batch
+	}
+}
+
+func scrape(t *testing.T, srv *testserver.Server) string {
+	t.Helper()
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("metrics: %d %v", resp.StatusCode, err)
+	}
+	return string(b)
+}
+
+// grepLines returns the lines of s that contain any of the |-separated
+// words.
+func grepLines(s, words string) string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		for _, w := range strings.Split(words, "|") {
+			if strings.Contains(line, w) && !strings.HasPrefix(line, "#") {
+				out = append(out, line)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// statsConn connects for statistics, under another application name.
+func statsConn(t *testing.T, url string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), url+"&application_name=fossil-test-stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// waitGone waits until no backend of the servers under test is left, so
+// that their statistics are reported.
+func waitGone(t *testing.T, conns ...*pgx.Conn) {
+	t.Helper()
+	testserver.Eventually(t, 20*time.Second, "the servers' backends to exit", func() bool {
+		for _, c := range conns {
+			var n int
+			if err := c.QueryRow(t.Context(), "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", underTest).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n > 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+type dbStats struct {
+	eventTuples                     int64 // fossil_events: tuples read by index and sequential scans
+	tupFetched, tupReturned, blocks int64 // pg_stat_database
+}
+
+func (a dbStats) sub(b dbStats) dbStats {
+	return dbStats{a.eventTuples - b.eventTuples, a.tupFetched - b.tupFetched, a.tupReturned - b.tupReturned, a.blocks - b.blocks}
+}
+
+func readStats(t *testing.T, c *pgx.Conn) dbStats {
+	t.Helper()
+	var s dbStats
+	// A fresh snapshot of the statistics for every call.
+	if _, err := c.Exec(t.Context(), "SELECT pg_stat_clear_snapshot()"); err != nil {
+		t.Fatal(err)
+	}
+	err := c.QueryRow(t.Context(), `
+SELECT (SELECT coalesce(idx_tup_fetch, 0) + seq_tup_read FROM pg_stat_user_tables WHERE relname = 'fossil_events'),
+       d.tup_fetched, d.tup_returned, d.blks_hit + d.blks_read
+FROM pg_stat_database d WHERE d.datname = current_database()`).Scan(&s.eventTuples, &s.tupFetched, &s.tupReturned, &s.blocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
