@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -75,6 +76,21 @@ func TestConfigPrecedence(t *testing.T) {
 		{name: "SSEWriteTimeoutBadEnv", env: map[string]string{"FOSSIL_SSE_WRITE_TIMEOUT": "later"}, err: true},
 		{name: "SSEWriteTimeoutZero", args: []string{"--sse-write-timeout", "0s"}, err: true},
 		{name: "SSEWriteTimeoutNegative", args: []string{"--sse-write-timeout", "-1s"}, err: true},
+		// Read replicas: one URL, several (commas or repeated flags; a
+		// multi-host URL stays one), the flag replacing the environment.
+		{name: "ReadReplicasUnset", check: wantReadURLs()},
+		{name: "ReadReplicaEnv", env: map[string]string{"DATABASE_URL": "postgres://p/db", "FOSSIL_READ_DATABASE_URL": "postgres://r1/db"}, check: wantReadURLs("postgres://r1/db")},
+		{name: "ReadReplicasEnvCommas", env: map[string]string{"DATABASE_URL": "postgres://p/db", "FOSSIL_READ_DATABASE_URL": "postgres://r1/db, postgresql://u:p@r2:5433/db?sslmode=require,postgres://a,b:5433/db"},
+			check: wantReadURLs("postgres://r1/db", "postgresql://u:p@r2:5433/db?sslmode=require", "postgres://a,b:5433/db")},
+		{name: "ReadReplicasFlagsWin", env: map[string]string{"DATABASE_URL": "postgres://p/db", "FOSSIL_READ_DATABASE_URL": "postgres://r1/db"},
+			args: []string{"--read-database-url", "postgres://r2/db", "--read-database-url", "postgres://r3/db,postgres://r4/db"}, check: wantReadURLs("postgres://r2/db", "postgres://r3/db", "postgres://r4/db")},
+		{name: "ReadReplicaWithoutPrimary", env: map[string]string{"FOSSIL_READ_DATABASE_URL": "postgres://r1/db"}, err: true},
+		{name: "ReadMaxLag", env: map[string]string{"FOSSIL_READ_MAX_LAG": "2m"}, check: func(t *testing.T, c Config) {
+			if c.ReadMaxLag != 2*time.Minute {
+				t.Fatalf("ReadMaxLag = %s", c.ReadMaxLag)
+			}
+		}},
+		{name: "ReadMaxLagZero", args: []string{"--read-max-lag", "0s"}, err: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,6 +107,17 @@ func TestConfigPrecedence(t *testing.T) {
 			}
 			tt.check(t, c)
 		})
+	}
+}
+
+func wantReadURLs(want ...string) func(*testing.T, Config) {
+	return func(t *testing.T, c Config) {
+		if !slices.Equal(c.ReadDatabaseURLs, want) {
+			t.Fatalf("ReadDatabaseURLs = %q, want %q", c.ReadDatabaseURLs, want)
+		}
+		if c.ReadMaxLag != 30*time.Second {
+			t.Fatalf("ReadMaxLag = %s, want the default 30s", c.ReadMaxLag)
+		}
 	}
 }
 
