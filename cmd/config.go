@@ -4,6 +4,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -40,6 +42,7 @@ type Config struct {
 	LogFormat         string        // FOSSIL_LOG_FORMAT: text or json
 	PprofAddr         string        // FOSSIL_PPROF_ADDR; loopback address for net/http/pprof, empty: off
 	SubscriptionLease time.Duration // FOSSIL_SUBSCRIPTION_LEASE; how long a dead process keeps its subscriptions
+	AdvertiseURL      string        // FOSSIL_ADVERTISE_URL; how other Fossil processes reach this one, empty: derived from the listen address
 	// SubscriptionBackoff, when positive, replaces the first retry delay
 	// of subscriptions (1s); tests shorten it. No flag or variable sets it.
 	SubscriptionBackoff time.Duration
@@ -108,6 +111,8 @@ func (c *Config) Validate() error {
 		return &ConfigError{"append-timeout", errors.New("must be positive")}
 	case c.SubscriptionLease < 300*time.Millisecond:
 		return &ConfigError{"subscription-lease", errors.New("must be at least 300ms")}
+	case c.AdvertiseURL != "" && !validAdvertiseURL(c.AdvertiseURL):
+		return &ConfigError{"advertise-url", errors.New("must be an http:// or https:// URL with a host, such as http://10.0.0.7:8080")}
 	case c.PollInterval < 10*time.Millisecond:
 		return &ConfigError{"poll-interval", errors.New("must be at least 10ms")}
 	case c.MaxSSEClients <= 0:
@@ -217,6 +222,7 @@ func (c *Config) bindFlags(fs *flag.FlagSet, env envLookup) error {
 	dur(&c.AppendTimeout, "append-timeout", "FOSSIL_APPEND_TIMEOUT", "how long /collect waits for its commit before answering 503")
 	dur(&c.PollInterval, "poll-interval", "FOSSIL_POLL_INTERVAL", "fallback poll interval of the log head")
 	dur(&c.SubscriptionLease, "subscription-lease", "FOSSIL_SUBSCRIPTION_LEASE", "how long a dead process keeps the subscriptions it delivered")
+	str(&c.AdvertiseURL, "advertise-url", "FOSSIL_ADVERTISE_URL", "URL at which the other Fossil processes on the database reach this one; pull members and acks reaching a process that does not serve their subscription are forwarded there (empty: http:// and the listen address, with a wildcard host replaced by this machine's first non-loopback address)")
 	boolean(&c.PollOnly, "poll-only", "FOSSIL_POLL_ONLY", "do not LISTEN; rely on polling (PgBouncer transaction pooling)")
 	integer(&c.MaxSSEClients, "max-sse-clients", "FOSSIL_MAX_SSE_CLIENTS", "most concurrent SSE streams; more get 503")
 	integer(&c.MaxConns, "max-conns", "FOSSIL_MAX_CONNS", "database connection pool size")
@@ -355,4 +361,36 @@ func osEnv(name string) (string, bool) {
 
 func usageError(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+}
+
+func validAdvertiseURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.RawQuery == "" && u.Fragment == ""
+}
+
+// advertiseURL returns the URL other Fossil processes use to reach this
+// one: the configured one, else http:// and the listen address, with a
+// wildcard host replaced by the first non-loopback address of this machine
+// (loopback when it has none).
+func advertiseURL(configured string, addr net.Addr) string {
+	if configured != "" {
+		return strings.TrimRight(configured, "/")
+	}
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return ""
+	}
+	ip := tcp.IP
+	if ip == nil || ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1)
+		if addrs, err := net.InterfaceAddrs(); err == nil {
+			for _, a := range addrs {
+				if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.IsGlobalUnicast() {
+					ip = n.IP
+					break
+				}
+			}
+		}
+	}
+	return "http://" + net.JoinHostPort(ip.String(), strconv.Itoa(tcp.Port))
 }

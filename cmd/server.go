@@ -155,6 +155,7 @@ func (s *Server) Run(ctx context.Context) error {
 		LeaseTTL:     cfg.SubscriptionLease,
 		Backoff:      subscriptionBackoff(cfg.SubscriptionBackoff),
 		ScanInterval: min(cfg.SubscriptionLease/5, time.Second),
+		AdvertiseURL: advertiseURL(cfg.AdvertiseURL, ln.Addr()),
 	})
 	s.subs.Start(s.streamCtx)
 	s.metrics.RegisterSubscriptions(func(ctx context.Context) (map[string]metrics.SubscriptionStats, error) {

@@ -282,6 +282,20 @@ func (s *Store) AcquireSubscriptionLease(ctx context.Context, id, holder string,
 	return true, nil
 }
 
+// SubscriptionLeaseHolder returns the live holder of subscription id's
+// delivery lease, or "" when nobody holds it.
+func (s *Store) SubscriptionLeaseHolder(ctx context.Context, id string) (string, error) {
+	var holder string
+	err := s.pool.QueryRow(ctx, `SELECT holder FROM fossil_subscription_leases WHERE id = $1 AND expires_at > now()`, id).Scan(&holder)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", interpretError(fmt.Errorf("subscription lease holder: %w", err))
+	}
+	return holder, nil
+}
+
 // ReleaseSubscriptionLease frees holder's lease of id, if it still has it.
 func (s *Store) ReleaseSubscriptionLease(ctx context.Context, id, holder string) error {
 	_, err := s.pool.Exec(ctx, `DELETE FROM fossil_subscription_leases WHERE id = $1 AND holder = $2`, id, holder)

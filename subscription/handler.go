@@ -344,7 +344,7 @@ func (m *Manager) handleAck(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := m.settlePull(r, id, b.Numbers, ""); err != nil {
+	if done, err := m.settlePull(w, r, id, b.Numbers, ""); done || err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -357,24 +357,34 @@ func (m *Manager) handleNack(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := m.settlePull(r, id, b.Numbers, b.Action); err != nil {
+	if done, err := m.settlePull(w, r, id, b.Numbers, b.Action); done || err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-func (m *Manager) settlePull(r *http.Request, id string, numbers []int64, action string) error {
+// settlePull acks (action "") or nacks numbers of pull subscription id. When
+// another process serves the subscription's members, the request is
+// forwarded there and done reports that the answer is written.
+func (m *Manager) settlePull(w http.ResponseWriter, r *http.Request, id string, numbers []int64, action string) (done bool, err error) {
 	if _, err := m.cfg.Store.GetSubscription(r.Context(), id); err != nil {
-		return err
+		return false, err
 	}
 	m.mu.Lock()
 	g := m.groups[id]
 	m.mu.Unlock()
 	if g == nil {
-		return errNotInFlight(numbers[0])
+		body, _ := json.Marshal(struct {
+			Numbers []int64 `json:"numbers"`
+			Action  string  `json:"action,omitempty"`
+		}{numbers, action})
+		if ok, err := m.forward(w, r, id, body); ok || err != nil {
+			return ok, err
+		}
+		return false, errNotInFlight(numbers[0])
 	}
-	return g.settle(numbers, action)
+	return false, g.settle(numbers, action)
 }
 
 func errNotInFlight(n int64) error {

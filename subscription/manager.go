@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,6 +55,11 @@ type Config struct {
 	Origin string
 	// HandshakeTimeout bounds the webhook handshake; 0 means 10s.
 	HandshakeTimeout time.Duration
+	// AdvertiseURL is how the other Fossil processes on the database reach
+	// this one (http://host:port). It is kept with the leases this process
+	// holds, so that a pull member or an ack arriving at another process
+	// is forwarded here. Empty: they get 503 with Retry-After instead.
+	AdvertiseURL string
 }
 
 // Manager runs the dispatchers of the subscriptions whose lease this
@@ -108,17 +114,23 @@ func NewManager(cfg Config) *Manager {
 	return &Manager{
 		cfg:     cfg,
 		logger:  cfg.Logger.With("component", "subscription"),
-		holder:  newHolder(),
+		holder:  newHolder(cfg.AdvertiseURL),
 		running: map[string]*dispatcher{},
 		groups:  map[string]*group{},
 		rescan:  make(chan struct{}, 1),
 	}
 }
 
-func newHolder() string {
+// newHolder returns this process's lease holder name: a random id, and the
+// advertised URL after an "@" when there is one (see [holderURL]).
+func newHolder(advertise string) string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	h := hex.EncodeToString(b[:])
+	if advertise != "" {
+		h += "@" + strings.TrimRight(advertise, "/")
+	}
+	return h
 }
 
 // Start runs the manager until [Manager.Stop].

@@ -255,6 +255,9 @@ func (m *Manager) handlePull(w http.ResponseWriter, r *http.Request) error {
 	g, mem, err := m.join(r.Context(), id)
 	if err != nil {
 		if err == ErrServedElsewhere {
+			if ok, ferr := m.forward(w, r, id, nil); ok || ferr != nil {
+				return ferr
+			}
 			w.Header().Set("Retry-After", "1")
 		}
 		return err

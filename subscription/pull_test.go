@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fossil-events/fossil/internal/testserver"
+	"github.com/fossil-events/fossil/subscription"
 )
 
 // pullFrame is one event a member received.
@@ -224,4 +225,93 @@ func TestPullNackTimeoutAndDisconnect(t *testing.T) {
 	}
 	testserver.Eventually(t, 5*time.Second, "parked list empty", func() bool { return status(t, srv, id)["parked"] == 0.0 })
 	m2.leave()
+}
+
+// TestPullThroughAnyProcess: with two Fossil processes on one database
+// (behind a load balancer, members land on either), members and acks that
+// reach the process not serving the subscription are forwarded to the one
+// that is. Every event goes to exactly one member, streams keep their
+// member, acks through either process settle, and nack works through the
+// forwarding process too. A request already forwarded once is not
+// forwarded again: it gets 503 with Retry-After (or 409 for an ack).
+func TestPullThroughAnyProcess(t *testing.T) {
+	t.Parallel()
+	a := testserver.Start(t, fast)
+	b := testserver.StartOn(t, a.DBURL, fast)
+	id := create(t, a, map[string]any{"protocol": "SSE", "config": map[string]string{"acktimeout": "30s"}})["id"].(string)
+	frames := make(chan pullFrame, 100)
+	join(t, a, id, 1, frames) // a takes the lease
+	join(t, b, id, 2, frames) // forwarded to a
+	servers := []*testserver.Server{a, b}
+	streams := []string{"s1", "s2", "s3", "s4", "s5", "s6"}
+	var all []int64
+	for i := range 3 {
+		for j, s := range streams {
+			all = append(all, servers[j%2].MustPost(t, s, testserver.Event{ID: fmt.Sprintf("%s-%d", s, i)}))
+		}
+	}
+	owner := map[string]int{}
+	last := map[string]int64{}
+	seen := map[int64]int{}
+	var got []int64
+	var nacked int64
+	for len(got) < len(all) {
+		f := next(t, frames, 10*time.Second)
+		seen[f.number]++
+		if o, ok := owner[f.stream]; ok && o != f.member {
+			t.Fatalf("stream %s went to members %d and %d", f.stream, o, f.member)
+		}
+		owner[f.stream] = f.member
+		if f.number <= last[f.stream] {
+			t.Fatalf("stream %s: %d after %d", f.stream, f.number, last[f.stream])
+		}
+		if nacked == 0 && f.member == 2 {
+			// A nack through b, forwarded to a: the event comes again
+			// before the next one of its stream.
+			nacked = f.number
+			if code := ack(t, b, id, "nack", map[string]any{"numbers": []int64{f.number}}); code != http.StatusNoContent {
+				t.Fatalf("nack %d through b: %d", f.number, code)
+			}
+			continue
+		}
+		last[f.stream] = f.number
+		got = append(got, f.number)
+		// Acks alternate between the processes.
+		srv := servers[len(got)%2]
+		if code := ack(t, srv, id, "ack", map[string]any{"numbers": []int64{f.number}}); code != http.StatusNoContent {
+			t.Fatalf("ack %d through %s: %d", f.number, srv.URL, code)
+		}
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, all) {
+		t.Fatalf("received %v, want %v once each", got, all)
+	}
+	if nacked == 0 {
+		t.Fatalf("no event went to the member on b: %v", owner)
+	}
+	for n, c := range seen {
+		if want := 1 + btoi(n == nacked); c != want {
+			t.Fatalf("event %d delivered %d times, want %d", n, c, want)
+		}
+	}
+	quiet(t, frames, 300*time.Millisecond)
+	testserver.Eventually(t, 5*time.Second, "status", func() bool {
+		st := status(t, b, id)
+		return st["delivered"] == float64(len(all)) && st["lag"] == 0.0
+	})
+	// Already forwarded once: not forwarded again.
+	code, h, body := call(t, http.MethodGet, b.URL+"/subscriptions/"+id+"/sse", nil, subscription.ForwardedHeader, "elsewhere")
+	if code != http.StatusServiceUnavailable || h.Get("Retry-After") != "1" || !strings.Contains(string(body), "another Fossil process") {
+		t.Fatalf("forwarded member at b: %d %v %s", code, h, body)
+	}
+	if code, _, _ := call(t, http.MethodPost, b.URL+"/subscriptions/"+id+"/ack", map[string]any{"numbers": []int64{all[0]}}, subscription.ForwardedHeader, "elsewhere"); code != http.StatusConflict {
+		t.Fatalf("forwarded ack at b: %d", code)
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
