@@ -63,8 +63,8 @@ func testShutdownWithOpenStreams(t *testing.T) {
 			}
 		})
 	}
-	testserver.Eventually(t, 10*time.Second, "100 open streams", func() bool { return hub.Clients() == readers+stuck })
-	testserver.Eventually(t, 20*time.Second, "the stuck clients' writes to block", func() bool {
+	testserver.Eventually(t, 30*time.Second, "100 open streams", func() bool { return hub.Clients() == readers+stuck })
+	testserver.Eventually(t, 90*time.Second, "the stuck clients' writes to block", func() bool {
 		_, blocked := goroutineStats(t.Name(), "feed.(*subscriber).write")
 		return blocked >= stuck
 	})
