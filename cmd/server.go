@@ -16,6 +16,7 @@ import (
 
 	"github.com/fossil-events/fossil/auth"
 	"github.com/fossil-events/fossil/collector"
+	"github.com/fossil-events/fossil/console"
 	"github.com/fossil-events/fossil/consumer"
 	"github.com/fossil-events/fossil/feed"
 	"github.com/fossil-events/fossil/fossil"
@@ -50,6 +51,7 @@ type Server struct {
 	schemas  *schema.Registry
 	subs     *subscription.Manager
 	proofs   *proof.Handler
+	stats    *console.Stats
 	auth     *auth.Authenticator
 	http     *http.Server
 	listener net.Listener
@@ -188,9 +190,17 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.startTreeBuilder()
 
+	s.stats = console.NewStats(console.StatsConfig{
+		HeadFunc:         s.hub.Last,
+		CountStreamsFunc: st.CountStreams,
+		AuthorizeFunc:    auth.RequireMetrics,
+		Logger:           s.Logger,
+	})
+	s.stats.Start(s.streamCtx)
+
 	router := s.routes()
 	s.http = &http.Server{
-		Handler:           withRequestID(recoverPanics(s.Logger, bodyDeadline(cfg.BodyTimeout, s.auth.Middleware(router)))),
+		Handler:           withRequestID(recoverPanics(s.Logger, bodyDeadline(cfg.BodyTimeout, withConsole(s.auth.Middleware(router))))),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       0, // bodies: bodyDeadline (a server-wide read timeout would cut SSE streams)
 		WriteTimeout:      0, // SSE streams are long; other handlers bound themselves
@@ -265,6 +275,9 @@ func (s *Server) Close() error {
 		if s.schemas != nil {
 			s.schemas.Stop()
 		}
+		if s.stats != nil {
+			s.stats.Stop()
+		}
 		if s.hub != nil {
 			s.hub.Stop()
 		}
@@ -315,6 +328,7 @@ func (s *Server) routes() *mux.Router {
 	s.schemas.Register(r)
 	s.subs.Register(r)
 	s.proofs.Register(r)
+	s.stats.Register(r)
 	openapi.Register(r)
 	rpcHandler := rpc.New(rpc.Config{
 		Appender:       s.appender,
@@ -343,6 +357,20 @@ func (s *Server) routes() *mux.Router {
 	}
 	importer.New(importer.Config{Store: s.store, Logger: s.Logger, MaxLine: 4*int(s.Config.MaxBody) + 64<<10}).Register(r)
 	return r
+}
+
+// withConsole serves the web console's files (console.Match) without a
+// token: they are static and hold no data, and the console asks for a
+// token when the API it calls answers 401. Every other path goes to api.
+func withConsole(api http.Handler) http.Handler {
+	ui := console.NewUI()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if console.Match(r.URL.Path) {
+			ui.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
 }
 
 // decodeRPC checks an event of the protobuf interface as POST /collect

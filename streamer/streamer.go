@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 
@@ -41,6 +43,8 @@ func New(st *store.Store, hub *feed.Hub, logger *slog.Logger) *Handler {
 // Register adds the streamer's routes.
 func (h *Handler) Register(r *mux.Router) {
 	r.Handle("/sse", problem.Handler(h.logger, h.handleSSE)).Methods(http.MethodGet)
+	r.Handle("/streams", problem.Handler(h.logger, h.handleStreams)).Methods(http.MethodGet)
+	r.Handle("/streams/{stream}", problem.Handler(h.logger, h.handleStream)).Methods(http.MethodGet)
 	r.Handle("/streams/{stream}/events", problem.Handler(h.logger, h.handleStreamEvents)).Methods(http.MethodGet)
 	r.Handle("/events", problem.Handler(h.logger, h.handleEvents)).Methods(http.MethodGet)
 	r.Handle("/events/{number}", problem.Handler(h.logger, h.handleEvent)).Methods(http.MethodGet)
@@ -74,6 +78,77 @@ func parseLimit(q url.Values) (int, error) {
 		return 0, fossil.Invalid("query.limit", "limit %d is above the maximum of %d", n, MaxLimit)
 	}
 	return n, nil
+}
+
+// streamList is the body of GET /streams.
+type streamList struct {
+	Streams []*store.StreamInfo `json:"streams"`
+}
+
+// handleStreams serves GET /streams?prefix=&after=&limit=: the streams
+// whose names start with prefix, in byte order after the name after, with
+// their event counts and last write. Streams outside the token's read grant
+// are left out; a page may then hold fewer than limit streams while the
+// Link header says more follow.
+func (h *Handler) handleStreams(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if err := fossil.CheckQuery(q, "prefix", "after", "limit"); err != nil {
+		return err
+	}
+	limit, err := parseLimit(q)
+	if err != nil {
+		return err
+	}
+	p := store.ListStreamsParams{Prefix: q.Get("prefix"), After: q.Get("after"), Limit: limit}
+	for _, name := range []string{"prefix", "after"} {
+		if v := q.Get(name); len(v) > fossil.MaxNameLength || !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+			return fossil.Invalid("query."+name, "%s must be UTF-8 text of at most %d bytes", name, fossil.MaxNameLength)
+		}
+	}
+	streams, err := h.store.ListStreams(r.Context(), p)
+	if err != nil {
+		return err
+	}
+	if len(streams) == limit {
+		next := url.Values{"after": {streams[len(streams)-1].Name}, "limit": {strconv.Itoa(limit)}}
+		if p.Prefix != "" {
+			next.Set("prefix", p.Prefix)
+		}
+		w.Header().Set("Link", "</streams?"+next.Encode()+`>; rel="next"`)
+	}
+	out := streamList{Streams: make([]*store.StreamInfo, 0, len(streams))}
+	allow := auth.ReadFilter(r.Context())
+	for _, si := range streams {
+		if allow == nil || allow(si.Name) {
+			out.Streams = append(out.Streams, si)
+		}
+	}
+	problem.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// handleStream serves GET /streams/{stream}: one stream's event count,
+// newest event and last write. A stream without events → 404.
+func (h *Handler) handleStream(w http.ResponseWriter, r *http.Request) error {
+	if err := fossil.CheckQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	stream, err := url.PathUnescape(mux.Vars(r)["stream"])
+	if err != nil {
+		return fossil.Invalid("path.stream", "stream is not properly escaped")
+	}
+	if err := fossil.ValidateStream("path.stream", stream); err != nil {
+		return err
+	}
+	if err := auth.CanRead(r.Context(), stream); err != nil {
+		return err
+	}
+	si, err := h.store.Stream(r.Context(), stream)
+	if err != nil {
+		return err
+	}
+	problem.WriteJSON(w, http.StatusOK, si)
+	return nil
 }
 
 // handleStreamEvents serves GET /streams/{stream}/events?from=&limit=.

@@ -99,10 +99,17 @@ var (
 // if it started one, checks for leaked goroutines when the tests passed, and
 // exits. Call it from TestMain; it does not return.
 func Main(m *testing.M) {
-	os.Exit(run(m))
+	os.Exit(run(m, nil))
 }
 
-func run(m *testing.M) int {
+// MainWith is [Main] with a function run after the tests and before the
+// check for leaked goroutines, to release what the package's tests share
+// (a browser, say).
+func MainWith(m *testing.M, after func()) {
+	os.Exit(run(m, after))
+}
+
+func run(m *testing.M, after func()) int {
 	flag.Parse() // for testing.Verbose
 	teardown, err := setup()
 	if err != nil {
@@ -110,6 +117,9 @@ func run(m *testing.M) int {
 		return 1
 	}
 	code := m.Run()
+	if after != nil {
+		after()
+	}
 	if err := teardown(code != 0); err != nil {
 		fmt.Fprintf(os.Stderr, "dbtest: %v\n", err)
 		if code == 0 {

@@ -1,0 +1,217 @@
+package console_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
+
+	"github.com/fossil-events/fossil/internal/dbtest"
+)
+
+// EnvChromium names the Chromium (or Chrome) binary to use instead of the
+// first of chromiumPaths found.
+const EnvChromium = "FOSSIL_CHROMIUM"
+
+// EnvScreenshots names the directory the browser tests write their
+// screenshots to; by default screenshots/ at the root of the repository
+// (ignored by git; CI keeps it as an artefact).
+const EnvScreenshots = "FOSSIL_SCREENSHOTS"
+
+var chromiumPaths = []string{"/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome", "/usr/bin/google-chrome-stable"}
+
+// TestMain gives every test its own database and closes the one browser the
+// package's tests share before leaked goroutines are looked for.
+func TestMain(m *testing.M) {
+	dbtest.MainWith(m, func() {
+		if shared.cancel != nil {
+			shared.cancel()
+		}
+	})
+}
+
+// shared is the package's browser: started by the first test that needs
+// it, one tab per test.
+var shared struct {
+	once   sync.Once
+	ctx    context.Context
+	cancel context.CancelFunc
+	err    error
+}
+
+func findChromium(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv(EnvChromium); p != "" {
+		return p
+	}
+	for _, p := range chromiumPaths {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Fatalf("headless Chromium is needed for the console's browser tests: run `make test` (it installs it), "+
+		"or apt-get install chromium, or set %s to a Chrome binary", EnvChromium)
+	return ""
+}
+
+// tab is one browser tab on a test server.
+type tab struct {
+	t    *testing.T
+	ctx  context.Context
+	base string
+
+	mu       sync.Mutex
+	problems []string // uncaught exceptions and console errors of the page
+}
+
+// newTab opens a tab of the shared browser (in a browser context of its
+// own, so that session storage is not shared) on the server at base.
+func newTab(t *testing.T, base string) *tab {
+	t.Helper()
+	chromium := findChromium(t)
+	shared.once.Do(func() {
+		opts := append(chromedp.DefaultExecAllocatorOptions[:],
+			chromedp.ExecPath(chromium),
+			chromedp.NoSandbox,
+			chromedp.Flag("disable-dev-shm-usage", true),
+			chromedp.WindowSize(1280, 800),
+		)
+		actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+		bctx, bcancel := chromedp.NewContext(actx)
+		shared.ctx = bctx
+		shared.cancel = func() { bcancel(); acancel() }
+		shared.err = chromedp.Do(bctx) // starts the browser
+	})
+	if shared.err != nil {
+		t.Fatalf("start chromium: %v", shared.err)
+	}
+	ctx, cancel := chromedp.NewContext(shared.ctx, chromedp.WithNewBrowserContext())
+	tb := &tab{t: t, ctx: ctx, base: base}
+	t.Cleanup(func() {
+		cancel()
+		tb.mu.Lock()
+		defer tb.mu.Unlock()
+		for _, p := range tb.problems {
+			t.Errorf("browser console: %s", p)
+		}
+	})
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
+		t.Fatalf("open a tab: %v", err)
+	}
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			// Network errors (a 401 or 403 the page shows) are the browser's
+			// log, not the page's.
+			if m.IsException() || (m.Type == chromedp.ConsoleError && m.Source != "network") {
+				tb.mu.Lock()
+				tb.problems = append(tb.problems, m.String())
+				tb.mu.Unlock()
+			}
+		}
+	}()
+	return tb
+}
+
+// do runs actions with a time limit.
+func (tb *tab) do(what string, actions ...chromedp.Action[chromedp.Void]) {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		tb.t.Fatalf("%s: %v\npage text:\n%s", what, err, tb.text("main"))
+	}
+}
+
+// open loads a console path, e.g. /ui/streams.
+func (tb *tab) open(path string) {
+	tb.t.Helper()
+	tb.do("open "+path, chromedp.Navigate(tb.base+path))
+}
+
+// text returns the text of the first element sel matches ("" if none).
+func (tb *tab) text(sel string) string {
+	ctx, cancel := context.WithTimeout(tb.ctx, 5*time.Second)
+	defer cancel()
+	s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`(document.querySelector(%q) || {}).innerText || ""`, sel)))
+	return s
+}
+
+// waitText waits until the element sel matches holds every one of want.
+func (tb *tab) waitText(sel string, want ...string) {
+	tb.t.Helper()
+	var conds []string
+	for _, w := range want {
+		conds = append(conds, fmt.Sprintf(`e.innerText.includes(%q)`, w))
+	}
+	expr := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return !!e && %s; })()`, sel, strings.Join(conds, " && "))
+	ctx, cancel := context.WithTimeout(tb.ctx, 20*time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		tb.t.Fatalf("waiting for %q in %s: %v\npage text:\n%s", want, sel, err, tb.text("main"))
+	}
+}
+
+// waitJS waits until a JavaScript expression is true.
+func (tb *tab) waitJS(expr string) {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, 20*time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		tb.t.Fatalf("waiting for %s: %v\npage text:\n%s", expr, err, tb.text("main"))
+	}
+}
+
+// eval evaluates a JavaScript expression.
+func eval[T any](tb *tab, expr string) T {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, 10*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		tb.t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// screenshot saves the whole page as name.png in the screenshot directory.
+func (tb *tab) screenshot(name string) {
+	tb.t.Helper()
+	dir := os.Getenv(EnvScreenshots)
+	if dir == "" {
+		dir = filepath.Join("..", "screenshots")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		tb.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(tb.ctx, 20*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		tb.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		tb.t.Fatal(err)
+	}
+}
+
+// colorScheme switches the tab's preferred colour scheme (light, dark).
+func (tb *tab) colorScheme(scheme string) {
+	tb.t.Helper()
+	tb.do(scheme+" colour scheme", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}},
+		})
+		return err
+	}))
+}
