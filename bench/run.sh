@@ -13,6 +13,11 @@
 #      hot       single events, 64 clients, one hot stream
 #      delivery  100 live subscribers while 64 writers ingest 5,000 events/s
 #      replay    one subscriber replays the log from 0 over {+all}
+#      single16  single events, 16 clients, 1000 streams (POSTs beside stream16)
+#      stream1   single events over gRPC CollectStream: one connection, 256
+#                requests pipelined, 1000 streams
+#      stream16  the same on 16 connections, 64 requests pipelined on each
+#      replay-grpc  the replay over gRPC Subscribe instead of SSE
 #      idle      10,000 idle SSE subscribers; server VmRSS from /proc
 #    While each shape runs, a CPU profile (heap for idle) is taken from the
 #    server's --pprof-addr listener into $BENCH_OUT/<shape>.pprof.
@@ -187,6 +192,10 @@ shape batch "$quarter" "$half" cpu -- --clients 16 --batch 100 --streams 1000 --
 shape hot "$quarter" "$half" cpu -- --clients 64 --streams 1 --duration "${S}s"
 shape delivery "$quarter" "$half" cpu -- --clients 64 --streams 1000 --rate 5000 --subscribers 100 --duration "${S}s"
 shape replay 1 5 cpu -- --clients 0 --replay --replay-limit 2000000
+shape replay-grpc 1 5 cpu -- --clients 0 --replay --replay-protocol grpc --replay-limit 2000000
+shape single16 "$quarter" "$half" cpu -- --clients 16 --streams 1000 --duration "${S}s"
+shape stream1 "$quarter" "$half" cpu -- --protocol grpc --clients 1 --pipeline 256 --streams 1000 --duration "${S}s"
+shape stream16 "$quarter" "$half" cpu -- --protocol grpc --clients 16 --pipeline 64 --streams 1000 --duration "${S}s"
 shape idle "$S" 0 heap -- --clients 0 --idle-subscribers "$IDLE" --duration "${S}s" --rss-pid "$SERVER_PID"
 
 # --- 3. the table ---------------------------------------------------------
@@ -246,6 +255,10 @@ batch=$(j batch .events_per_second)
 hot=$(j hot .events_per_second)
 delivery_rate=$(j delivery .events_per_second)
 replay=$(j replay '.replay.events_per_second // 0')
+replay_grpc=$(j replay-grpc '.replay.events_per_second // 0')
+single16=$(j single16 .events_per_second)
+stream1=$(j stream1 .events_per_second)
+stream16=$(j stream16 .events_per_second)
 idle_open=$(j idle '.idle.open')
 idle_rss=$(j idle '[.idle.server_rss_open_bytes // 0, .idle.server_rss_end_bytes // 0] | max')
 idle_base=$(j idle '.idle.server_rss_before_bytes // 0')
@@ -259,7 +272,7 @@ num() { calc "printf \"%.0f\", $1"; }
 
 errors_of() { j "$1" '[.errors[]?] | add // 0'; }
 total_errors=0
-for s in lone single batch hot delivery replay idle; do
+for s in lone single batch hot delivery replay idle replay-grpc single16 stream1 stream16; do
 	total_errors=$((total_errors + $(errors_of "$s")))
 done
 
@@ -297,10 +310,16 @@ d99=$(j delivery .delivery_latency.p99_ms)
 	esac
 	row "100 subscribers @ 5,000 ev/s" "$delivery_rate" "-" "-" delivery \
 		"commit→write p50<5ms, p99<50ms at ≥4,750 ev/s: $delivery_met"
+	row "single events, 16 clients, 1000 st" "$single16" "$(num "$raw16") (16c)" "$(ratio "$single16" "$raw16")" single16 "(the POSTs beside stream16)"
+	row "gRPC CollectStream, 1 connection" "$stream1" "$(num "$raw1") (1c)" "$(ratio "$stream1" "$raw1")" stream1 \
+		"≥2× 1 client POSTs ($(num "$lone")), ≥ raw(1c): $(yesno "$stream1 >= 2 * $lone && $stream1 >= $raw1")"
+	row "gRPC CollectStream, 16 connections" "$stream16" "POSTs: $(num "$single16")" "$(ratio "$stream16" "$single16")" stream16 \
+		"≥2× 16 clients POSTs: $(yesno "$stream16 >= 2 * $single16")"
 	echo
 	printf '%-34s %s\n' "delivery latency (send→receive)" "p50 ${d50} ms, p95 $(j delivery .delivery_latency.p95_ms) ms, p99 ${d99} ms, $(j delivery .delivered) of $(j delivery .delivery_expected) delivered"
 	printf '%-34s %s\n' "server commit→write (/metrics)" "p50 ≤ ${lag50} ms, p99 ≤ ${lag99} ms (upper bounds of histogram buckets)"
 	printf '%-34s %s\n' "catch-up replay, 1 subscriber" "$(num "$replay") events/s over $(j replay '.replay.events // 0') events — ≥100,000/s: $(yesno "$replay >= 100000")"
+	printf '%-34s %s\n' "catch-up replay, gRPC Subscribe" "$(num "$replay_grpc") events/s over $(j replay-grpc '.replay.events // 0') events — ≥ SSE ($(num "$replay")/s): $(yesno "$replay_grpc >= $replay")"
 	printf '%-34s %s\n' "$IDLE idle SSE subscribers" "$idle_open open, server RSS $(calc "printf \"%.0f\", $idle_rss / 1048576") MiB (idle server: $(calc "printf \"%.0f\", $idle_base / 1048576") MiB) — <1 GiB: $(yesno "$idle_open >= $IDLE && $idle_rss > 0 && $idle_rss < 1073741824")"
 	printf '%-34s %s\n' "raw 1-client INSERT tx latency" "p50 ${raw1_p50} ms, p99 ${raw1_p99} ms (pgbench -c 1)"
 	printf '%-34s %s\n' "raw single-row INSERT tx" "1 client $(num "$raw1")/s, 16 clients $(num "$raw16")/s, 64 clients $(num "$raw64")/s"
@@ -309,7 +328,7 @@ d99=$(j delivery .delivery_latency.p99_ms)
 	echo
 	echo "server view of each shape (deltas of /metrics):"
 	printf '  %-9s %8s %12s %12s %16s\n' shape groups "events/group" "ms/group" "server CPU %"
-	for s in lone single batch hot delivery replay; do
+	for s in lone single batch hot delivery replay replay-grpc single16 stream1 stream16; do
 		printf '  %-9s %8s %12s %12s %16s\n' "$s" $(server_view "$s")
 	done
 	echo "load average (1/5/15 min) at the start: $LOAD_START, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -319,11 +338,12 @@ d99=$(j delivery .delivery_latency.p99_ms)
 # Machine-readable lines.
 {
 	grep '^raw shape=' "$OUT/raw.txt"
-	for s in lone single batch hot delivery; do
+	for s in lone single batch hot delivery single16 stream1 stream16; do
 		echo "fossil shape=$s events_per_sec=$(j $s .events_per_second) p50_ms=$(j $s .append_latency.p50_ms) p95_ms=$(j $s .append_latency.p95_ms) p99_ms=$(j $s .append_latency.p99_ms) errors=$(errors_of $s)"
 	done
 	echo "fossil shape=delivery delivery_p50_ms=$d50 delivery_p99_ms=$d99 server_lag_p50_ms=$lag50 server_lag_p99_ms=$lag99"
 	echo "fossil shape=replay events_per_sec=$replay"
+	echo "fossil shape=replay-grpc events_per_sec=$replay_grpc"
 	echo "fossil shape=idle subscribers=$idle_open rss_bytes=$idle_rss"
 } | tee -a "$OUT/summary.txt"
 

@@ -82,6 +82,13 @@ type Config struct {
 	ExpectSequence bool
 	// Rate caps the events per second of all writers together; 0 is no cap.
 	Rate float64
+	// Protocol is how writers append: ProtocolHTTP (the default) posts to
+	// /collect; ProtocolGRPC streams requests over one CollectStream call
+	// per writer, each writer on an HTTP/2 connection of its own, with at
+	// most Pipeline requests sent ahead of their answers.
+	Protocol string
+	// Pipeline bounds a gRPC writer's requests in flight; 0 means 256.
+	Pipeline int
 
 	// Duration bounds the run; 0 means 10s unless Events is set.
 	Duration time.Duration
@@ -107,6 +114,9 @@ type Config struct {
 	// ReplayLimit stops the replay after this many events; 0 reads up to
 	// the head.
 	ReplayLimit int64
+	// ReplayProtocol is how the replay reads: ProtocolHTTP (the default)
+	// over /sse, ProtocolGRPC with Subscribe.
+	ReplayProtocol string
 
 	// RunID names this run's streams (bench/<RunID>/s<N>); empty picks a
 	// random one.
@@ -138,6 +148,15 @@ func (c *Config) setDefaults() error {
 	if c.Duration <= 0 && c.Events <= 0 {
 		c.Duration = 10 * time.Second
 	}
+	if c.Protocol == "" {
+		c.Protocol = ProtocolHTTP
+	}
+	if c.ReplayProtocol == "" {
+		c.ReplayProtocol = ProtocolHTTP
+	}
+	if c.Pipeline <= 0 {
+		c.Pipeline = 256
+	}
 	if c.RunID == "" {
 		c.RunID = strconv.FormatUint(rand.Uint64()&0xffffffffff, 36)
 	}
@@ -146,6 +165,10 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("%w: counts must not be negative", ErrInvalidConfig)
 	case c.Batch > 10000:
 		return fmt.Errorf("%w: batch must be at most 10000 events", ErrInvalidConfig)
+	case c.Protocol != ProtocolHTTP && c.Protocol != ProtocolGRPC:
+		return fmt.Errorf("%w: protocol must be %s or %s", ErrInvalidConfig, ProtocolHTTP, ProtocolGRPC)
+	case c.ReplayProtocol != ProtocolHTTP && c.ReplayProtocol != ProtocolGRPC:
+		return fmt.Errorf("%w: replay protocol must be %s or %s", ErrInvalidConfig, ProtocolHTTP, ProtocolGRPC)
 	case c.Rate < 0:
 		return fmt.Errorf("%w: rate must not be negative", ErrInvalidConfig)
 	case c.Clients == 0 && c.Subscribers > 0:
@@ -187,6 +210,8 @@ type Result struct {
 	RunID           string  `json:"run_id"`
 	Clients         int     `json:"clients"`
 	Batch           int     `json:"batch"`
+	Protocol        string  `json:"protocol"`
+	Pipeline        int     `json:"pipeline,omitempty"`
 	Streams         int     `json:"streams"`
 	DataBytes       int     `json:"data_bytes"`
 	ExpectSequence  bool    `json:"expect_sequence"`
@@ -298,9 +323,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{
-		URL: cfg.URL, RunID: cfg.RunID, Clients: cfg.Clients, Batch: cfg.Batch, Streams: cfg.Streams,
+		URL: cfg.URL, RunID: cfg.RunID, Clients: cfg.Clients, Batch: cfg.Batch, Protocol: cfg.Protocol, Streams: cfg.Streams,
 		DataBytes: cfg.DataBytes, ExpectSequence: cfg.ExpectSequence, Rate: cfg.Rate,
 		Subscribers: cfg.Subscribers, IdleSubscribers: cfg.IdleSubscribers,
+	}
+	if cfg.Protocol == ProtocolGRPC {
+		res.Pipeline = cfg.Pipeline
 	}
 
 	// Subscribers start after the current head so they see only this run.
@@ -582,6 +610,10 @@ func (b *bench) write(ctx context.Context) []*histogram {
 			defer wg.Done()
 			w := newWriter(b, i, hists[i])
 			defer w.poster.close()
+			if b.cfg.Protocol == ProtocolGRPC {
+				(&rpcWriter{writer: w, client: b.rpcClient()}).run(ctx, stopAt)
+				return
+			}
 			w.run(ctx, stopAt)
 		}()
 	}
@@ -953,6 +985,9 @@ func (b *bench) replay(ctx context.Context) (*ReplayResult, error) {
 	res := &ReplayResult{Head: target}
 	if target == 0 {
 		return res, nil
+	}
+	if b.cfg.ReplayProtocol == ProtocolGRPC {
+		return b.replayRPC(ctx, target)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()

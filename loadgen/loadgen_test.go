@@ -162,3 +162,38 @@ func TestSmokeHotStreamExpectedSequenceConflicts(t *testing.T) {
 		t.Errorf("events %d, errors %v: want successes and 409s adding up to 200", res.Events, res.Errors)
 	}
 }
+
+// TestSmokeGRPC: writers over CollectStream, pipelined, with expected
+// sequences on their own streams, then a replay over Subscribe; every
+// event is acknowledged once and read back.
+func TestSmokeGRPC(t *testing.T) {
+	t.Parallel()
+	srv := testserver.Start(t)
+	res, err := loadgen.Run(t.Context(), loadgen.Config{
+		URL: srv.URL, Protocol: loadgen.ProtocolGRPC, Pipeline: 16, Clients: 3, Batch: 2, Streams: 6,
+		DataBytes: 100, ExpectSequence: true, Events: 600, Duration: 30 * time.Second,
+		Replay: true, ReplayProtocol: loadgen.ProtocolGRPC,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Events != 600 || res.Requests != 300 || res.Protocol != "grpc" || res.Pipeline != 16 {
+		t.Errorf("events %d in %d requests over %s/%d, want 600 in 300 over grpc/16", res.Events, res.Requests, res.Protocol, res.Pipeline)
+	}
+	if n := res.ErrorCount(); n != 0 {
+		t.Errorf("%d errors: %v (first: %s)", n, res.Errors, res.FirstError)
+	}
+	if res.Replay == nil || res.Replay.Events != 600 || res.Replay.Head != 600 {
+		t.Errorf("replay over Subscribe: %+v, want 600 events", res.Replay)
+	}
+	// A conflict is reported with its HTTP status, as over HTTP.
+	res, err = loadgen.Run(t.Context(), loadgen.Config{
+		URL: srv.URL, Protocol: loadgen.ProtocolGRPC, Clients: 4, Streams: 1, ExpectSequence: true, Events: 100, Duration: 30 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Events == 0 || res.Errors["409"] == 0 || res.Events+res.Errors["409"] != 100 {
+		t.Errorf("hot stream over gRPC: events %d, errors %v: want successes and 409s adding up to 100", res.Events, res.Errors)
+	}
+}

@@ -132,7 +132,9 @@ func (h *Handler) Routes() []Route {
 	add := func(prefix string, handler http.Handler) {
 		routes = append(routes, Route{prefix, handler})
 	}
-	add(fossilv1connect.NewEventStoreHandler(h, connect.WithReadMaxBytes(h.cfg.MaxMessage)))
+	// Answers are compressed (when the client accepts it) from 8 KiB: the
+	// small answers of appends cost more to compress than they save.
+	add(fossilv1connect.NewEventStoreHandler(h, connect.WithReadMaxBytes(h.cfg.MaxMessage), connect.WithCompressMinBytes(8<<10)))
 	reflector := grpcreflect.NewStaticReflector(fossilv1connect.EventStoreName, grpchealth.HealthV1ServiceName)
 	add(grpcreflect.NewHandlerV1(reflector))
 	add(grpcreflect.NewHandlerV1Alpha(reflector))

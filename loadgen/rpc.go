@@ -1,0 +1,181 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/cloudevents/sdk-go/binding/format/protobuf/v2/pb"
+
+	fossilv1 "github.com/fossil-events/fossil/proto/fossil/v1"
+	"github.com/fossil-events/fossil/proto/fossil/v1/fossilv1connect"
+)
+
+// Protocols of the writers and of the replay.
+const (
+	ProtocolHTTP = "http" // POST /collect, GET /sse
+	ProtocolGRPC = "grpc" // CollectStream, Subscribe (gRPC over h2c)
+)
+
+// rpcClient returns an EventStore client speaking gRPC on a connection of
+// its own (HTTP/2 cleartext for http:// URLs), dialling loopback only
+// unless AllowRemote.
+func (b *bench) rpcClient() fossilv1connect.EventStoreClient {
+	dialer := newDialer(b.cfg)
+	tr := &http.Transport{
+		DialContext:         dialer.DialContext,
+		MaxIdleConnsPerHost: 1,
+		DisableCompression:  true,
+		ForceAttemptHTTP2:   true,
+	}
+	tr.Protocols = new(http.Protocols)
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	tr.Protocols.SetHTTP2(true)
+	// No gzip: on loopback, compressing pages costs more than it saves.
+	return fossilv1connect.NewEventStoreClient(&http.Client{Transport: tr}, b.base, connect.WithGRPC(), connect.WithAcceptCompression("gzip", nil, nil))
+}
+
+// rpcWriter is one writer over CollectStream: one connection, one call,
+// at most Config.Pipeline requests sent ahead of their answers.
+type rpcWriter struct {
+	*writer
+	client fossilv1connect.EventStoreClient
+}
+
+type rpcSent struct {
+	at     time.Time
+	n      int
+	stream int
+}
+
+func (w *rpcWriter) run(ctx context.Context, stopAt time.Time) {
+	cfg := w.b.cfg
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	call := w.client.CollectStream(ctx)
+	inflight := make(chan rpcSent, cfg.Pipeline)
+	go func() {
+		defer close(inflight)
+		defer func() { _ = call.CloseRequest() }()
+		perWriter := max(1, cfg.Streams/cfg.Clients)
+		for k := 0; ctx.Err() == nil; k++ {
+			if !stopAt.IsZero() && !time.Now().Before(stopAt) {
+				return
+			}
+			n := cfg.Batch
+			if cfg.Events > 0 && w.b.issued.Add(int64(n)) > cfg.Events {
+				return
+			}
+			if w.b.limiter != nil {
+				w.b.limiter.wait(ctx, n)
+				if ctx.Err() != nil {
+					return
+				}
+			}
+			var stream int
+			if cfg.Streams >= cfg.Clients {
+				stream = (w.id + cfg.Clients*(k%perWriter)) % cfg.Streams
+			} else {
+				stream = (w.id + k) % cfg.Streams
+			}
+			req := w.request(stream, k, n)
+			select {
+			case inflight <- rpcSent{at: time.Now(), n: n, stream: stream}:
+			case <-ctx.Done():
+				return
+			}
+			if err := call.Send(req); err != nil {
+				return // Receive reports why
+			}
+		}
+	}()
+	for s := range inflight {
+		r, err := call.Receive()
+		if err != nil {
+			if ctx.Err() == nil {
+				w.b.fail("transport", "CollectStream: "+err.Error())
+			}
+			cancel()
+			continue // drain: the sender ends
+		}
+		if e := r.GetError(); e != nil {
+			key := connect.Code(e.GetCode()).String()
+			if st, ok := e.GetProblem().AsMap()["status"].(float64); ok {
+				key = strconv.Itoa(int(st))
+			}
+			w.b.fail(key, fmt.Sprintf("CollectStream: %s: %s", connect.Code(e.GetCode()), e.GetMessage()))
+			if cur, ok := e.GetProblem().AsMap()["current_sequence"].(float64); ok && cfg.ExpectSequence {
+				w.seqs[s.stream] = int64(cur) + 1
+			}
+			continue
+		}
+		w.hist.record(time.Since(s.at))
+		w.b.requests.Add(1)
+		w.b.events.Add(int64(s.n))
+		if r.GetResult().GetDuplicate() {
+			w.b.dups.Add(int64(s.n))
+		}
+	}
+	if _, err := call.Receive(); err != nil && !errors.Is(err, io.EOF) && ctx.Err() == nil {
+		w.b.fail("transport", "CollectStream: "+err.Error())
+	}
+	_ = call.CloseResponse()
+}
+
+// request renders the k-th request of this writer: n events for stream.
+func (w *rpcWriter) request(stream, k, n int) *fossilv1.CollectRequest {
+	req := &fossilv1.CollectRequest{Stream: w.prefix + strconv.Itoa(stream), Events: make([]*pb.CloudEvent, n)}
+	for j := range n {
+		req.Events[j] = &pb.CloudEvent{
+			Id: w.eventID(k, j), Source: "/fossil-bench", SpecVersion: "1.0", Type: "bench.event",
+			Attributes: map[string]*pb.CloudEventAttributeValue{"datacontenttype": {Attr: &pb.CloudEventAttributeValue_CeString{CeString: "application/json"}}},
+			Data:       &pb.CloudEvent_TextData{TextData: string(w.appendData(nil))},
+		}
+	}
+	if w.b.cfg.ExpectSequence {
+		next, ok := w.seqs[stream]
+		if !ok {
+			next = 1
+		}
+		seq := uint64(next)
+		req.ExpectedSequence = &seq
+		w.seqs[stream] = next + int64(n) // pipelined: counted as sent
+	}
+	return req
+}
+
+// replayRPC reads the log from event 0 with Subscribe on {+all} up to
+// target and times it, as replay does over /sse.
+func (b *bench) replayRPC(ctx context.Context, target int64) (*ReplayResult, error) {
+	res := &ReplayResult{Head: target}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	s, err := b.rpcClient().Subscribe(ctx, connect.NewRequest(&fossilv1.SubscribeRequest{Templates: []string{"{+all}"}}))
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	var count int64
+	for s.Receive() {
+		m := s.Msg()
+		count += int64(len(m.GetEvents()))
+		if es := m.GetEvents(); len(es) > 0 && int64(es[len(es)-1].GetEventNumber()) >= target {
+			break
+		}
+	}
+	if err := s.Err(); err != nil {
+		return nil, fmt.Errorf("replay ended after %d events: %w", count, err)
+	}
+	res.Seconds = time.Since(start).Seconds()
+	res.Events = count
+	if res.Seconds > 0 {
+		res.EventsPerSecond = float64(count) / res.Seconds
+	}
+	return res, nil
+}
