@@ -42,8 +42,9 @@ bearer token --token or FOSSIL_TOKEN):
   fossil tail [--after N] [--count N] TEMPLATE…
                                      print matching events as NDJSON, following live
   fossil export [--after N] [--output FILE]
-                                     write the whole log as NDJSON, in number order
-  fossil import [--input FILE]       restore an export into an empty store (admin)
+                                     write the log (after event N) as NDJSON, in number order
+  fossil import [--input FILE]       restore an export into an empty store, or continue
+                                     a store with an export --after its newest event (admin)
   fossil consumers [NAME…]           print the named consumers as NDJSON
 Exit status: 0 success, 1 failure, 2 usage error.
 `
@@ -298,23 +299,29 @@ func runExport(ctx context.Context, cc *clientCmd, args []string) error {
 			break
 		}
 	}
-	if *after == 0 {
-		// The replacement chain: the records that let a verifier accept
-		// replaced events, after the events they name.
-		var index int64
-		for {
-			reps, err := cc.c.Replacements(ctx, index, client.MaxPage)
-			if err != nil {
-				return fmt.Errorf("export: replacements after %d: %w", index, err)
+	// The replacement chain: the records that let a verifier accept
+	// replaced events, after the events they name. An incremental export
+	// (--after) carries the whole chain too: the import checks the
+	// records the store holds and adds the new ones.
+	// A record naming an event appended after the events were read ends
+	// the chain here (records are in order; the next export has it).
+	var index int64
+chain:
+	for {
+		reps, err := cc.c.Replacements(ctx, index, client.MaxPage)
+		if err != nil {
+			return fmt.Errorf("export: replacements after %d: %w", index, err)
+		}
+		for _, r := range reps {
+			if r.Number > last {
+				break chain
 			}
-			for _, r := range reps {
-				b, _ := json.Marshal(map[string]client.Replacement{"fossilreplacement": r})
-				out.Write(append(b, '\n'))
-				index = r.Index
-			}
-			if len(reps) < client.MaxPage {
-				break
-			}
+			b, _ := json.Marshal(map[string]client.Replacement{"fossilreplacement": r})
+			out.Write(append(b, '\n'))
+			index = r.Index
+		}
+		if len(reps) < client.MaxPage {
+			break
 		}
 	}
 	if bar != nil {
@@ -332,7 +339,8 @@ func runExport(ctx context.Context, cc *clientCmd, args []string) error {
 	return nil
 }
 
-// runImport: fossil import — restore an export into an empty store.
+// runImport: fossil import — restore an export into an empty store, or
+// continue a store with an export after its newest event.
 func runImport(ctx context.Context, cc *clientCmd, args []string) error {
 	input := cc.fs.String("input", "-", "file to read instead of stdin")
 	if err := cc.parse(args, false); err != nil {

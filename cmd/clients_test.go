@@ -374,3 +374,105 @@ func TestClientCommands(t *testing.T) {
 		t.Errorf("unreachable server: exit %d, want 1", code)
 	}
 }
+
+// TestIncrementalImport keeps a copy up to date: a whole export restored,
+// then `fossil export --after H` of what the source added since, imported
+// onto the copy, gives the same log, the same tree and the same reads.
+func TestIncrementalImport(t *testing.T) {
+	src := startTestServer(t)
+	populate(t, src.URL())
+	dst := startTestServer(t)
+	_, base, _ := fossilCmd(t, "", "export", "--url", src.URL())
+	if code, out, errOut := fossilCmd(t, base, "import", "--url", dst.URL()); code != 0 || !strings.Contains(out, `"events":25`) {
+		t.Fatalf("base import: exit %d %q %q", code, out, errOut)
+	}
+
+	// The source goes on: new events in old and new streams, and one of
+	// them replaced.
+	for i := range 7 {
+		stream := []string{"orders/42", "many/1", "new/1"}[i%3]
+		resp, body := post(t, src.URL()+"/collect", map[string]string{"Fossil-Stream": stream, "Content-Type": "application/cloudevents+json"},
+			fmt.Sprintf(`{"specversion":"1.0","id":"n%d","source":"/inc","type":"t","data":{"i":%d}}`, i, i))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("collect: %d %s", resp.StatusCode, body)
+		}
+	}
+	resp, body := post(t, src.URL()+"/collect", map[string]string{"Fossil-Stream": "many/1", "Fossil-Replace": "true", "Content-Type": "application/cloudevents+json"},
+		`{"specversion":"1.0","id":"n1","source":"/inc","type":"t","data":{"i":"[redacted]"}}`)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("replace: %d %s", resp.StatusCode, body)
+	}
+
+	// An increment that does not start right after the copy's newest
+	// event is refused, and changes nothing.
+	_, gap, _ := fossilCmd(t, "", "export", "--url", src.URL(), "--after", "27")
+	if code, _, errOut := fossilCmd(t, gap, "import", "--url", dst.URL()); code != 1 || !strings.Contains(errOut, "409") || !strings.Contains(errOut, "--after 25") {
+		t.Fatalf("import of a gap: exit %d %q", code, errOut)
+	}
+
+	code, inc, errOut := fossilCmd(t, "", "export", "--url", src.URL(), "--after", "25")
+	if code != 0 || !strings.Contains(errOut, "exported 7 events") {
+		t.Fatalf("incremental export: exit %d %q", code, errOut)
+	}
+	if n := strings.Count(inc, `{"fossilreplacement":`); n != 2 {
+		t.Fatalf("the incremental export has %d replacement records, want the whole chain (2):\n%s", n, inc)
+	}
+	code, out, errOut := fossilCmd(t, inc, "import", "--url", dst.URL())
+	if code != 0 || strings.TrimSpace(out) != `{"events":7,"streams":3,"replacements":1}` {
+		t.Fatalf("incremental import: exit %d %q %q", code, out, errOut)
+	}
+	want, got := reads(t, src.URL()), reads(t, dst.URL())
+	for _, path := range []string{"/checkpoint", "/events/30/proof", "/events/27/proof", "/proofs/consistency?from=25&to=32", "/streams/new%2F1/events", "/streams/orders%2F42/events"} {
+		want[path], got[path] = get(t, src.URL()+path), get(t, dst.URL()+path)
+		if path == "/checkpoint" { // signed by each server's own key
+			want[path], got[path] = bytes.Split(want[path], []byte("\n\n"))[0], bytes.Split(got[path], []byte("\n\n"))[0]
+		}
+	}
+	for path := range want {
+		if !bytes.Equal(want[path], got[path]) {
+			t.Errorf("GET %s after the incremental import:\n%s\nwant\n%s", path, got[path], want[path])
+		}
+	}
+	if !bytes.Contains(got["/checkpoint"], []byte("\n32\n")) {
+		t.Errorf("checkpoint %s, want size 32", got["/checkpoint"])
+	}
+	// The same increment twice: the copy moved on, so it is refused.
+	if code, _, errOut := fossilCmd(t, inc, "import", "--url", dst.URL()); code != 1 || !strings.Contains(errOut, "409") {
+		t.Fatalf("the same increment again: exit %d %q", code, errOut)
+	}
+	// Nothing new at the source: the increment is the chain alone, which
+	// the copy holds.
+	_, none, _ := fossilCmd(t, "", "export", "--url", src.URL(), "--after", "32")
+	if code, out, errOut := fossilCmd(t, none, "import", "--url", dst.URL()); code != 0 || strings.TrimSpace(out) != `{"events":0,"streams":0,"replacements":0}` {
+		t.Fatalf("an empty increment: exit %d %q %q\n%s", code, out, errOut, none)
+	}
+	// Appends on the copy continue it.
+	resp, body = post(t, dst.URL()+"/collect", map[string]string{"Fossil-Stream": "new/1", "Fossil-Expected-Sequence-Number": "3", "Content-Type": "application/cloudevents+json"},
+		`{"specversion":"1.0","id":"after","source":"/inc","type":"t"}`)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Fossil-Event-Number") != "33" {
+		t.Fatalf("append after the incremental import: %d %v %s", resp.StatusCode, resp.Header, body)
+	}
+
+	// An event the copy already holds, replaced at the source since:
+	// an increment cannot carry that, and says to take a whole export.
+	src2 := startTestServer(t)
+	populate(t, src2.URL())
+	dst2 := startTestServer(t)
+	_, base2, _ := fossilCmd(t, "", "export", "--url", src2.URL())
+	if code, _, errOut := fossilCmd(t, base2, "import", "--url", dst2.URL()); code != 0 {
+		t.Fatalf("base import: %q", errOut)
+	}
+	post(t, src2.URL()+"/collect", map[string]string{"Fossil-Stream": "many/0", "Content-Type": "application/cloudevents+json"}, `{"specversion":"1.0","id":"x","source":"/inc","type":"t"}`)
+	resp, body = post(t, src2.URL()+"/collect", map[string]string{"Fossil-Stream": "orders/42", "Fossil-Replace": "true", "Content-Type": "application/cloudevents+json"},
+		`{"specversion":"1.0","id":"o3","source":"/shop","type":"order.note","data":"[redacted]"}`)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("replace: %d %s", resp.StatusCode, body)
+	}
+	_, inc2, _ := fossilCmd(t, "", "export", "--url", src2.URL(), "--after", "25")
+	if code, _, errOut := fossilCmd(t, inc2, "import", "--url", dst2.URL()); code != 1 || !strings.Contains(errOut, "400") || !strings.Contains(errOut, "whole export") {
+		t.Fatalf("increment with an old event replaced: exit %d %q", code, errOut)
+	}
+	if body := get(t, dst2.URL()+"/events?after=25"); string(body) != "[]\n" {
+		t.Fatalf("a refused increment left events: %s", body)
+	}
+}

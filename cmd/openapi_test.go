@@ -123,7 +123,7 @@ func TestOpenAPIResponses(t *testing.T) {
 		{"POST", "/subscriptions", `{"protocol":"SMTP"}`, []string{"Content-Type", "application/json"}, 400},
 		{"GET", "/subscriptions", "", nil, 200},
 		{"GET", "/subscriptions/nope", "", nil, 404},
-		{"POST", "/import", "", []string{"Content-Type", "application/x-ndjson"}, 409},
+		{"POST", "/import", `{"specversion":"1.0","id":"x","source":"/t","type":"t","fossileventnumber":1,"fossilsequenceinstream":1,"fossilstream":"s/9"}`, []string{"Content-Type", "application/x-ndjson"}, 409},
 		{"POST", "/import", "", []string{"Content-Type", "text/csv"}, 415},
 		{"GET", "/openapi.json", "", nil, 200},
 	}
