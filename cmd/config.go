@@ -52,6 +52,9 @@ type Config struct {
 	// builder checks that the tree holds every event (2s); tests lengthen
 	// it. No flag or variable sets it.
 	TreeWatchInterval time.Duration
+	// StatsInterval, when positive, replaces how often GET /stats samples
+	// the head (5s); tests shorten it. No flag or variable sets it.
+	StatsInterval time.Duration
 
 	maxBodyFlag  *int
 	memLimitFlag *int

@@ -194,6 +194,7 @@ func (s *Server) Run(ctx context.Context) error {
 		HeadFunc:         s.hub.Last,
 		CountStreamsFunc: st.CountStreams,
 		AuthorizeFunc:    auth.RequireMetrics,
+		SampleInterval:   cfg.StatsInterval,
 		Logger:           s.Logger,
 	})
 	s.stats.Start(s.streamCtx)

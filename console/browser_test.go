@@ -215,3 +215,59 @@ func (tb *tab) colorScheme(scheme string) {
 		return err
 	}))
 }
+
+// accessibilityJS lists what the page on screen does wrong: form controls
+// without a label, links and buttons without a name, images without a text
+// alternative, a main without exactly one h1, duplicate ids, and text whose
+// contrast with its background is under WCAG AA (4.5:1).
+const accessibilityJS = `(() => {
+  const bad = [];
+  const short = (el) => el.outerHTML.slice(0, 90);
+  for (const el of document.querySelectorAll("input, textarea, select")) {
+    if (el.type === "hidden") continue;
+    if (!(el.labels && el.labels.length) && !el.getAttribute("aria-label") && !el.getAttribute("aria-labelledby")) bad.push("unlabelled " + short(el));
+  }
+  for (const el of document.querySelectorAll("button, a[href]")) {
+    if (!(el.innerText || el.getAttribute("aria-label") || el.querySelector("img[alt]:not([alt=''])") || "").toString().trim()) bad.push("nameless " + short(el));
+  }
+  for (const el of document.querySelectorAll("img")) if (!el.hasAttribute("alt")) bad.push("no alt " + short(el));
+  for (const el of document.querySelectorAll("svg[role=img]")) if (!el.getAttribute("aria-label")) bad.push("unlabelled chart");
+  const h1s = document.querySelectorAll("main h1").length;
+  if (h1s !== 1) bad.push("main has " + h1s + " h1");
+  const ids = new Set();
+  for (const el of document.querySelectorAll("[id]")) {
+    if (ids.has(el.id)) bad.push("duplicate id " + el.id);
+    ids.add(el.id);
+  }
+  const rgb = (s) => (s.match(/[\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0.5)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  for (const el of document.querySelectorAll("body *")) {
+    if (el.closest("svg") || !el.offsetParent) continue;
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own) continue;
+    const style = getComputedStyle(el);
+    if (parseFloat(style.opacity) < 1 || el.closest("button:disabled")) continue;
+    const a = lum(rgb(style.color).slice(0, 3)), b = lum(background(el));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) bad.push("contrast " + ratio.toFixed(2) + " " + short(el));
+  }
+  return bad;
+})()`
+
+// checkAccessible fails the test for what accessibilityJS finds.
+func (tb *tab) checkAccessible(page string) {
+	tb.t.Helper()
+	for _, p := range eval[[]string](tb, accessibilityJS) {
+		tb.t.Errorf("%s: %s", page, p)
+	}
+}

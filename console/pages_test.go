@@ -54,6 +54,13 @@ type seeded struct {
 func seed(t *testing.T, srv *testserver.Server) seeded {
 	t.Helper()
 	var s seeded
+	// Bursts of readings, so that the ingest chart has a shape.
+	for round, n := range []int{3, 6, 10, 14, 9, 5, 8, 12, 7, 4} {
+		for i := range n {
+			srv.MustPost(t, fmt.Sprintf("sensors/%d", i%3+1), testserver.Event{ID: fmt.Sprintf("r-%d-%d", round, i), Type: "reading", Data: fmt.Sprintf(`{"celsius":%d}`, 18+i)})
+		}
+		time.Sleep(statsInterval)
+	}
 	s.jsonEvent = srv.MustPost(t, "orders/1", testserver.Event{ID: "o-1", Type: "order.placed", Data: `{"total":12,"items":["pen","ink"]}`})
 	srv.MustPost(t, "orders/1", testserver.Event{ID: "o-2", Type: "order.paid", Data: `{"total":12}`})
 	srv.MustPost(t, "orders/2", testserver.Event{ID: "o-3", Type: "order.placed", Data: `{"total":5}`})
@@ -88,11 +95,14 @@ func seed(t *testing.T, srv *testserver.Server) seeded {
 	return s
 }
 
+// statsInterval is the sampling period of the page tests' servers.
+const statsInterval = 250 * time.Millisecond
+
 // TestConsolePages opens every page of the console on a server holding
 // real data and checks what each shows; it saves a screenshot of each.
 func TestConsolePages(t *testing.T) {
 	t.Parallel()
-	srv := testserver.Start(t)
+	srv := testserver.Start(t, func(c *cmd.Config) { c.StatsInterval = statsInterval })
 	data := seed(t, srv)
 	tb := newTab(t, srv.URL)
 
@@ -100,8 +110,9 @@ func TestConsolePages(t *testing.T) {
 		tb.t = t
 		tb.open("/ui/")
 		tb.waitText("#stat-events", strconv.FormatInt(data.last, 10))
-		tb.waitText("#stat-streams", "9")
+		tb.waitText("#stat-streams", "12")
 		tb.waitText("#stat-checkpoint", strconv.FormatInt(data.last, 10))
+		tb.waitText("#stat-rate", "/s")
 		tb.waitText("main", "Newest events", "orders/7", "Recently written streams", "files/1", "Root hash")
 		if n := eval[int](tb, `document.querySelectorAll("svg.chart").length`); n != 1 {
 			t.Errorf("%d ingest charts, want 1", n)
@@ -110,9 +121,16 @@ func TestConsolePages(t *testing.T) {
 			t.Errorf("title %q", got)
 		}
 		tb.screenshot("overview")
+		tb.checkAccessible("overview")
 		tb.colorScheme("dark")
 		tb.screenshot("overview-dark")
+		tb.checkAccessible("overview-dark")
 		tb.colorScheme("light")
+		// The first Tab reaches the skip link.
+		tb.do("tab", chromedp.KeyEvent("\t"))
+		if got := eval[string](tb, `document.activeElement.className + " " + document.activeElement.getAttribute("href")`); got != "skip #main" {
+			t.Errorf("the first Tab focuses %q, want the skip link", got)
+		}
 	})
 
 	t.Run("Streams", func(t *testing.T) {
@@ -126,12 +144,13 @@ func TestConsolePages(t *testing.T) {
 		if s := tb.text("main"); strings.Contains(s, "visits/1") || !strings.Contains(s, "orders/1") {
 			t.Errorf("prefix orders/ shows:\n%s", s)
 		}
-		// orders/1 has 2 events, its last at event 2.
-		row := eval[string](tb, `[...document.querySelectorAll("tbody tr")].find(r => r.cells[0].innerText === "orders/1").innerText`)
-		if !strings.Contains(row, "2") || !strings.Contains(row, "ago") || !strings.Contains(row, "#2") {
+		// orders/1 has 2 events, its last right after the first order.
+		row := eval[[]string](tb, `[...[...document.querySelectorAll("tbody tr")].find(r => r.cells[0].innerText === "orders/1").cells].map(c => c.innerText)`)
+		if len(row) != 4 || row[1] != "2" || !strings.HasSuffix(row[2], " ago") || row[3] != fmt.Sprintf("#%d", data.jsonEvent+1) {
 			t.Errorf("orders/1 row: %q", row)
 		}
 		tb.screenshot("streams")
+		tb.checkAccessible("streams")
 	})
 
 	t.Run("Stream", func(t *testing.T) {
@@ -150,6 +169,7 @@ func TestConsolePages(t *testing.T) {
 			t.Errorf("from the start: sequences %v, want 1,2", rows)
 		}
 		tb.screenshot("stream")
+		tb.checkAccessible("stream")
 	})
 
 	t.Run("Event", func(t *testing.T) {
@@ -160,6 +180,7 @@ func TestConsolePages(t *testing.T) {
 		tb.waitText("#event-proof", "Leaf index", "Tree size")
 		tb.waitText("main", "Next in orders/1", "Next in the log")
 		tb.screenshot("event")
+		tb.checkAccessible("event")
 		tb.do("next in the stream", chromedp.Click(chromedp.Search(`//a[contains(text(), "Next in orders/1")]`)))
 		tb.waitText("#event-attributes", "order.paid")
 		if got := eval[string](tb, `location.pathname`); got != fmt.Sprintf("/ui/events/%d", data.jsonEvent+1) {
@@ -170,13 +191,21 @@ func TestConsolePages(t *testing.T) {
 		tb.waitText("#event-data", "00 01 02 ff")
 		tb.waitText("#event-extensions", "traceparent")
 		tb.screenshot("event-binary")
+		tb.checkAccessible("event-binary")
 	})
 
 	t.Run("Consumers", func(t *testing.T) {
 		tb.t = t
 		tb.open("/ui/consumers")
 		tb.waitText("#consumers", "billing", "not connected", strconv.FormatInt(data.last-3, 10))
+		// A refresh (every 2 s) keeps the keyboard focus where it was.
+		eval[bool](tb, `(() => { const a = document.querySelector("#consumers a"); a.focus(); window.focusedBefore = a; return true; })()`)
+		tb.waitJS(`!document.contains(window.focusedBefore)`)
+		if got := eval[string](tb, `document.activeElement.getAttribute("href")`); got != "/ui/events/3" {
+			t.Errorf("after a refresh the focus is on %q, want the offset's link /ui/events/3", got)
+		}
 		tb.screenshot("consumers")
+		tb.checkAccessible("consumers")
 	})
 
 	t.Run("Subscriptions", func(t *testing.T) {
@@ -185,8 +214,9 @@ func TestConsolePages(t *testing.T) {
 		tb.waitText("#subscriptions", data.sub, "orders/{id}", "HTTP 400")
 		tb.do("open the subscription", chromedp.Click(chromedp.CSS("#subscriptions a")))
 		tb.waitText("#sub-parked", "8")
-		tb.waitText("main", "Parked events", "#1", "HTTP 400")
+		tb.waitText("main", "Parked events", fmt.Sprintf("#%d", data.jsonEvent), "HTTP 400")
 		tb.screenshot("subscription")
+		tb.checkAccessible("subscription")
 		tb.do("replay", chromedp.Click(chromedp.CSS("#replay")))
 		tb.waitText("#sub-message", "Replay requested")
 	})
@@ -196,12 +226,14 @@ func TestConsolePages(t *testing.T) {
 		tb.open("/ui/schemas")
 		tb.waitText("#schema-list", "order.placed")
 		tb.screenshot("schemas")
+		tb.checkAccessible("schemas")
 		tb.do("open the schema", chromedp.Click(chromedp.CSS("#schema-list a")))
 		tb.waitText("#schema-title", "order.placed")
 		if v := eval[string](tb, `document.querySelector("#schema-doc").value`); !strings.Contains(v, `"required": [`) {
 			t.Errorf("schema editor holds %q", v)
 		}
 		tb.screenshot("schema")
+		tb.checkAccessible("schema")
 	})
 }
 

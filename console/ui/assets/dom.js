@@ -32,6 +32,22 @@ function append(el, children) {
   }
 }
 
+// swap replaces the content of holder with node (a periodic refresh),
+// moving the keyboard focus to the same link or control in the new content
+// when it was inside holder, so that a refresh never takes it away.
+export function swap(holder, node) {
+  const active = document.activeElement;
+  let selector = null;
+  if (active && active !== holder && holder.contains(active)) {
+    if (active.id) selector = "#" + CSS.escape(active.id);
+    else if (active.getAttribute("href")) selector = `${active.tagName.toLowerCase()}[href="${CSS.escape(active.getAttribute("href"))}"]`;
+    else if (active.getAttribute("aria-label")) selector = `[aria-label="${CSS.escape(active.getAttribute("aria-label"))}"]`;
+  }
+  holder.replaceChildren(node);
+  const again = selector && holder.querySelector(selector);
+  if (again) again.focus({preventScroll: true});
+}
+
 // link is an in-app link (the router intercepts clicks on it).
 export function link(href, ...children) {
   return h("a", {href}, ...children);

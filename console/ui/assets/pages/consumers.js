@@ -2,7 +2,7 @@
 // or not, last commit.
 
 import {getJSON} from "../api.js";
-import {chart, fmtNumber, h, link, table, timeEl} from "../dom.js";
+import {chart, fmtNumber, h, link, swap, table, timeEl} from "../dom.js";
 
 const REFRESH = 2000;
 const KEEP = 300; // samples per consumer (10 minutes at one per 2 s)
@@ -46,7 +46,7 @@ export async function consumersPage(ctx) {
     return consumers;
   };
   const holder = h("div", {id: "consumers"}, view(await load()));
-  ctx.every(REFRESH, async () => holder.replaceChildren(view(await load())));
+  ctx.every(REFRESH, async () => swap(holder, view(await load())));
   return {
     title: "Consumers",
     node: h("section", {"aria-labelledby": "consumers-title"},

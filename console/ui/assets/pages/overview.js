@@ -1,7 +1,7 @@
 // /ui/ — what the store holds and how fast it grows.
 
 import {ApiError, AuthError, getJSON, getText} from "../api.js";
-import {card, chart, eventHref, fmtNumber, fmtRate, h, link, problemBox, streamHref, table} from "../dom.js";
+import {card, chart, eventHref, fmtNumber, fmtRate, h, link, problemBox, streamHref, swap, table} from "../dom.js";
 
 const NEWEST = 15; // newest events shown
 const RECENT_SCAN = 200; // events read to find the recently written streams
@@ -15,6 +15,23 @@ function rates(samples) {
     out.push(dt > 0 ? Math.max(0, samples[i].events - samples[i - 1].events) / dt : 0);
   }
   return out;
+}
+
+// recentRate is the mean rate over the last `seconds` (or the span the
+// samples cover, if shorter).
+function recentRate(samples, seconds) {
+  if (samples.length < 2) return {rate: NaN, seconds: 0};
+  const last = samples[samples.length - 1];
+  const end = Date.parse(last.at);
+  let first = samples[0];
+  for (const sm of samples) {
+    if (end - Date.parse(sm.at) <= seconds * 1000) {
+      first = sm;
+      break;
+    }
+  }
+  const span = (end - Date.parse(first.at)) / 1000;
+  return {rate: span > 0 ? (last.events - first.events) / span : NaN, seconds: Math.round(span)};
 }
 
 // parseCheckpoint reads a C2SP checkpoint note.
@@ -48,7 +65,7 @@ async function load(signal) {
 function view(d) {
   const s = d.stats.value;
   const rs = s ? rates(s.samples) : [];
-  const lastRate = rs.length ? rs[rs.length - 1] : NaN;
+  const recent = s ? recentRate(s.samples, 60) : {rate: NaN, seconds: 0};
   const minutes = s && s.samples.length > 1 ? Math.max(1, Math.round((Date.parse(s.samples[s.samples.length - 1].at) - Date.parse(s.samples[0].at)) / 60000)) : 0;
   const events = d.recent.value ? d.recent.value.slice().reverse() : [];
   const seen = new Set();
@@ -65,10 +82,10 @@ function view(d) {
     h("div", {class: "cards"},
       card("Events", fmtNumber(s ? s.events : d.head), "stat-events"),
       card("Streams", s ? fmtNumber(s.streams) : "—", "stat-streams", s ? null : "needs the metrics grant"),
-      card("Ingest rate", s ? fmtRate(lastRate) + " /s" : "—", "stat-rate", s ? `over the last ${s.interval_seconds} s` : null),
+      card("Ingest rate", s ? fmtRate(recent.rate) + " /s" : "—", "stat-rate", s ? `over the last ${recent.seconds} s` : null),
       card("Checkpoint", d.checkpoint ? fmtNumber(d.checkpoint.size) : "—", "stat-checkpoint", d.checkpoint ? "signed tree size" : null)),
     h("h2", null, "Ingest rate" + (minutes ? `, last ${minutes} min` : "")),
-    s ? chart(rs, {label: `Events per second over the last ${minutes || 1} minutes; now ${fmtRate(lastRate)} per second`, unit: "/s"})
+    s ? chart(rs, {label: `Events per second over the last ${minutes || 1} minutes; ${fmtRate(recent.rate)} per second over the last ${recent.seconds} s`, unit: "/s"})
       : problemBox(d.stats.error),
     h("div", {class: "grid2"},
       h("div", null,
@@ -100,7 +117,7 @@ export async function overviewPage(ctx) {
   const holder = h("div", null, view(await load(ctx.signal)));
   ctx.every(5000, async () => {
     const d = await load(ctx.signal);
-    holder.replaceChildren(view(d));
+    swap(holder, view(d));
   });
   return {title: "Overview", node: holder};
 }

@@ -2,7 +2,7 @@
 // /ui/subscriptions/{id} — one, with its parked events and a replay button.
 
 import {getJSON, request} from "../api.js";
-import {fmtNumber, h, link, prettyJSON, problemBox, table, timeEl, uiPath} from "../dom.js";
+import {fmtNumber, h, link, prettyJSON, problemBox, swap, table, timeEl, uiPath} from "../dom.js";
 
 const REFRESH = 2000;
 
@@ -38,7 +38,7 @@ function listView(subs) {
 export async function subscriptionsPage(ctx) {
   const load = () => getJSON("/subscriptions", {signal: ctx.signal});
   const holder = h("div", {id: "subscriptions"}, listView(await load()));
-  ctx.every(REFRESH, async () => holder.replaceChildren(listView(await load())));
+  ctx.every(REFRESH, async () => swap(holder, listView(await load())));
   return {
     title: "Subscriptions",
     node: h("section", {"aria-labelledby": "subs-title"},
@@ -103,7 +103,7 @@ export async function subscriptionPage(ctx) {
     const key = JSON.stringify([s, p]);
     if (key !== shown) {
       shown = key;
-      holder.replaceChildren(view(s, p.parked));
+      swap(holder, view(s, p.parked));
     }
   };
   await refresh();
