@@ -1,10 +1,13 @@
 package cmd_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -113,7 +116,7 @@ func TestReadReplicaServesCatchUp(t *testing.T) {
 }
 
 // postBatches appends n events e<from+1>… in batches of 100.
-func postBatches(t *testing.T, srv *testserver.Server, from, n int) {
+func postBatches(t testing.TB, srv *testserver.Server, from, n int) {
 	t.Helper()
 	for n > 0 {
 		batch := min(n, 100)
@@ -228,4 +231,92 @@ FROM pg_stat_database d WHERE d.datname = current_database()`).Scan(&s.eventTupl
 		t.Fatal(err)
 	}
 	return s
+}
+
+// BenchmarkReplayFromReplica replays a log of FOSSIL_BENCH_REPLAY_EVENTS
+// events (default 100,000 of ~330 bytes) from 0 over SSE ({+all}), through
+// a server reading the primary only, one reading a caught-up streaming
+// replica, and one reading a replica whose replay is paused 10 % short of
+// the head (the rest from the primary, across the seam). It reports the
+// replay rate and the CPU time the primary's and the replica's PostgreSQL
+// processes spent per replay. Everything shares the machine, so compare
+// the lines of one run.
+//
+//	go test -run NONE -bench BenchmarkReplayFromReplica -benchtime 5x ./cmd/
+func BenchmarkReplayFromReplica(b *testing.B) {
+	total := 100_000
+	if v := os.Getenv("FOSSIL_BENCH_REPLAY_EVENTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1000 {
+			b.Fatalf("FOSSIL_BENCH_REPLAY_EVENTS=%q: want a number of at least 1000", v)
+		}
+		total = n
+	}
+	behind := total / 10
+	pair := dbtest.NewReplicated(b)
+	writer := testserver.StartOn(b, pair.PrimaryURL)
+	postBatches(b, writer, 0, total-behind)
+	pair.WaitReplayed(b, int64(total-behind))
+	pair.PauseReplay(b)
+	postBatches(b, writer, total-behind, behind)
+
+	replay := func(b *testing.B, srv *testserver.Server) {
+		b.Helper()
+		resp, err := http.Get(srv.URL + "/sse?stream=%7B%2Ball%7D")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		br := bufio.NewReaderSize(resp.Body, 1<<20)
+		want := fmt.Sprintf("id: %d\n", total)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				b.Fatalf("replay ended before event %d: %v", total, err)
+			}
+			if line == want {
+				return
+			}
+		}
+	}
+	run := func(name string, paused bool, opts ...func(*cmd.Config)) {
+		b.Run(name, func(b *testing.B) {
+			if !paused {
+				pair.ResumeReplay(b)
+				pair.WaitReplayed(b, int64(total))
+			}
+			srv := testserver.StartOn(b, pair.PrimaryURL, opts...)
+			if len(opts) > 0 {
+				want := int64(total)
+				if paused {
+					want = int64(total - behind)
+				}
+				testserver.Eventually(b, 10*time.Second, "the replica in use", func() bool {
+					s := srv.Store().ReplicaStatuses()
+					return len(s) == 1 && s[0].InUse && s[0].Replayed == want
+				})
+			}
+			replay(b, srv) // warm the caches and the pools
+			p0, r0 := pair.CPU()
+			b.ResetTimer()
+			for b.Loop() {
+				replay(b, srv)
+			}
+			b.StopTimer()
+			p1, r1 := pair.CPU()
+			n := float64(b.N)
+			b.ReportMetric(float64(total)*n/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64((p1-p0).Milliseconds())/n, "primary-cpu-ms/replay")
+			b.ReportMetric(float64((r1-r0).Milliseconds())/n, "replica-cpu-ms/replay")
+			b.ReportMetric(0, "ns/op")
+			_ = srv.Close()
+		})
+	}
+	withReplica := func(c *cmd.Config) {
+		c.ReadDatabaseURLs = []string{pair.ReplicaURL}
+		c.ReadMaxLag = time.Hour
+	}
+	run("paused-replica-10pc-behind", true, withReplica)
+	run("primary", false)
+	run("replica", false, withReplica)
 }

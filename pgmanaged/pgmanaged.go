@@ -231,6 +231,10 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	return c, nil
 }
 
+// PID returns the process id of the postmaster, the parent of every other
+// server process of the cluster.
+func (c *Cluster) PID() int { return c.cmd.Process.Pid }
+
 // DataDir returns the cluster directory.
 func (c *Cluster) DataDir() string { return c.dataDir }
 
