@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -161,25 +160,4 @@ func (r *recordingTB) runCleanups() {
 	for i := len(r.cleanups) - 1; i >= 0; i-- {
 		r.cleanups[i]()
 	}
-}
-
-// TestReplicated: the replica streams from the primary; paused, it keeps
-// its data while the primary moves; resumed, it catches up.
-func TestReplicated(t *testing.T) {
-	r := NewReplicated(t)
-	ctx := t.Context()
-	if _, err := r.Primary.Exec(ctx, "UPDATE fossil_head SET last_number = 5"); err != nil {
-		t.Fatal(err)
-	}
-	r.WaitReplayed(t, 5)
-	r.PauseReplay(t)
-	if _, err := r.Primary.Exec(ctx, "UPDATE fossil_head SET last_number = 9"); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(200 * time.Millisecond)
-	if got := r.ReplicaHead(t); got != 5 {
-		t.Fatalf("paused replica's head = %d, want 5", got)
-	}
-	r.ResumeReplay(t)
-	r.WaitReplayed(t, 9)
 }
