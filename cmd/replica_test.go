@@ -3,6 +3,7 @@ package cmd_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -27,9 +28,11 @@ const underTest = "fossil-under-test"
 // TestReadReplicaServesCatchUp: a server with a real streaming replica
 // (pg_basebackup -R) whose replay is paused while events are appended: a
 // subscriber from 0 gets every event once, in order; the replica served
-// the prefix it holds (its statistics of fossil_events moved by at least
-// the prefix, the primary's by no more than the events the replica lacks),
-// and the metrics say which database served what.
+// the prefix it holds: for a read of the prefix (GET /events) the
+// replica's statistics of fossil_events move by at least the prefix and
+// the primary's not at all; for the SSE replay the primary's move by no
+// more than the events the replica lacks; and the metrics say which
+// database served what.
 func TestReadReplicaServesCatchUp(t *testing.T) {
 	pair := dbtest.NewReplicated(t)
 	const prefix, rest = 2000, 300
@@ -56,13 +59,50 @@ func TestReadReplicaServesCatchUp(t *testing.T) {
 	waitGone(t, primaryStats, replicaStats)
 	p0, r0 := readStats(t, primaryStats), readStats(t, replicaStats)
 
-	// A second process replays the log from 0 while the replica is still
-	// paused, 300 events behind.
-	reader := testserver.StartOn(t, primaryURL, opts)
-	testserver.Eventually(t, 10*time.Second, "the replica in use", func() bool {
-		s := reader.Store().ReplicaStatuses()
-		return len(s) == 1 && s[0].InUse && s[0].Replayed == prefix && s[0].Behind == rest
-	})
+	// A second process reads the prefix the replica holds, page by page
+	// (GET /events): the replica serves all of it, the primary none.
+	reader := startWithReplica(t, primaryURL, opts, prefix, rest)
+	var after int64
+	for after < prefix {
+		resp, err := http.Get(fmt.Sprintf("%s/events?after=%d&limit=1000", reader.URL, after))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var page []map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || len(page) != 1000 {
+			t.Fatalf("GET /events?after=%d: %d, %d events, %v", after, resp.StatusCode, len(page), err)
+		}
+		for i, e := range page {
+			if n, _ := e["fossileventnumber"].(float64); int64(n) != after+int64(i)+1 {
+				t.Fatalf("GET /events?after=%d: event %v at %d", after, e["fossileventnumber"], i)
+			}
+		}
+		after += 1000
+	}
+	if pages, events := reader.Store().PrimaryReads(); pages != 0 || events != 0 {
+		t.Fatalf("the primary served %d pages, %d events of the prefix", pages, events)
+	}
+	if err := reader.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, primaryStats, replicaStats)
+	p1, r1 := readStats(t, primaryStats), readStats(t, replicaStats)
+	pd, rd := p1.sub(p0), r1.sub(r0)
+	t.Logf("GET /events of the %d events the paused replica holds: fossil_events tuples read: replica %d, primary %d; "+
+		"pg_stat_database: replica tup_fetched %d tup_returned %d blocks %d, primary tup_fetched %d tup_returned %d blocks %d",
+		prefix, rd.eventTuples, pd.eventTuples, rd.tupFetched, rd.tupReturned, rd.blocks, pd.tupFetched, pd.tupReturned, pd.blocks)
+	if rd.eventTuples < prefix || pd.eventTuples != 0 {
+		t.Errorf("a read of the prefix read %d tuples of fossil_events on the replica, %d on the primary; want at least %d and 0", rd.eventTuples, pd.eventTuples, prefix)
+	}
+	if rd.tupFetched+rd.tupReturned < prefix {
+		t.Errorf("the replica's pg_stat_database counters moved by %d tuples for a read of its %d events", rd.tupFetched+rd.tupReturned, prefix)
+	}
+
+	// A third replays the whole log from 0 over SSE while the replica is
+	// still paused, 300 events behind: every event once, in order.
+	reader = startWithReplica(t, primaryURL, opts, prefix, rest)
 	sse := reader.OpenSSE(t, "/sse?stream=%7B%2Ball%7D")
 	frames := sse.Next(t, prefix+rest, 60*time.Second)
 	for i, f := range frames {
@@ -99,9 +139,9 @@ func TestReadReplicaServesCatchUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitGone(t, primaryStats, replicaStats)
-	p1, r1 := readStats(t, primaryStats), readStats(t, replicaStats)
-	pd, rd := p1.sub(p0), r1.sub(r0)
-	t.Logf("replay of %d events (%d on the paused replica): fossil_events tuples read: replica %d, primary %d; "+
+	p2, r2 := readStats(t, primaryStats), readStats(t, replicaStats)
+	pd, rd = p2.sub(p1), r2.sub(r1)
+	t.Logf("SSE replay of %d events (%d on the paused replica): fossil_events tuples read: replica %d, primary %d; "+
 		"pg_stat_database: replica tup_fetched %d tup_returned %d blocks %d, primary tup_fetched %d tup_returned %d blocks %d",
 		prefix+rest, prefix, rd.eventTuples, pd.eventTuples, rd.tupFetched, rd.tupReturned, rd.blocks, pd.tupFetched, pd.tupReturned, pd.blocks)
 	if rd.eventTuples < prefix {
@@ -110,9 +150,18 @@ func TestReadReplicaServesCatchUp(t *testing.T) {
 	if pd.eventTuples > rest+50 {
 		t.Errorf("the primary read %d tuples of fossil_events for a replay whose first %d events the replica holds (%d after them)", pd.eventTuples, prefix, rest)
 	}
-	if rd.tupFetched+rd.tupReturned < prefix {
-		t.Errorf("the replica's pg_stat_database counters moved by %d tuples for a replay of its %d events", rd.tupFetched+rd.tupReturned, prefix)
-	}
+}
+
+// startWithReplica starts a server with opts and waits until it reads the
+// replica, which holds prefix events and lacks rest.
+func startWithReplica(t *testing.T, dbURL string, opts func(*cmd.Config), prefix, rest int64) *testserver.Server {
+	t.Helper()
+	srv := testserver.StartOn(t, dbURL, opts)
+	testserver.Eventually(t, 10*time.Second, "the replica in use", func() bool {
+		s := srv.Store().ReplicaStatuses()
+		return len(s) == 1 && s[0].InUse && s[0].Replayed == prefix && s[0].Behind == rest
+	})
+	return srv
 }
 
 // postBatches appends n events e<from+1>… in batches of 100.
