@@ -8,15 +8,20 @@
 # role needs CREATEDB): a database that already holds that many events is
 # reused, a smaller one is filled up to the size. It starts bin/fossil on
 # 127.0.0.1 (random port) and
-#   1. fills through the HTTP batch path (bench/scale: batches of 100 over
-#      SCALE_STREAMS streams, default 100,000, Zipf-skewed, plus the
-#      selective streams the measurements read);
+#   1. fills (bench/scale): batches of 100 over SCALE_STREAMS streams,
+#      default 100,000, Zipf-skewed, plus the selective streams the
+#      measurements read. An empty database is filled by one POST /import
+#      of the generated log with salts and leaf hashes (the events, the
+#      stream table and the Merkle tree in one transaction: minutes for
+#      10M events, where the HTTP batch path takes hours); a smaller one
+#      is extended through the HTTP batch path;
 #   2. ANALYZEs fossil_events (statistics as autovacuum would leave them);
 #   3. measures SSE catch-up (literal small stream, literal 100k-event
 #      stream, prefix template, template without a literal prefix), a
 #      subscriber at the head, /events paging, /events/{n} and a stream
 #      read (bench/scale --measure), then single and batch appends with
-#      `fossil bench` (SCALE_APPEND_SECONDS each, default 10);
+#      `fossil bench` (SCALE_APPEND_SECONDS each, default 10), the
+#      server's resident memory, and its startup time on the filled log;
 #   4. prints EXPLAIN (ANALYZE, BUFFERS) of the read queries at the large
 #      size into $BENCH_OUT/scale-explain.txt.
 # Appends and markers add a few thousand events per run to each database;
@@ -59,6 +64,21 @@ db_url() {
 	printf '%s/%s' "${base%/*}" "$1"
 }
 
+# start_server URL LOG: start bin/fossil on URL, wait until it listens and
+# set SERVER_PID and ADDR.
+start_server() {
+	# A long body timeout: an empty log is filled by one POST /import.
+	FOSSIL_BODY_TIMEOUT=${FOSSIL_BODY_TIMEOUT:-4h} bin/fossil server --addr 127.0.0.1:0 --database-url "$1" >"$2" 2>&1 &
+	SERVER_PID=$!
+	for _ in $(seq 1 6000); do
+		grep -q 'msg="fossil is listening"' "$2" && break
+		kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited: $(tail -n 5 "$2")"
+		sleep 0.05
+	done
+	ADDR=$(sed -n 's/.*msg="fossil is listening" addr=\([^ ]*\).*/\1/p' "$2")
+	[ -n "$ADDR" ] || die "the server did not start: $(tail -n 5 "$2")"
+}
+
 # run_size SIZE: fill (or reuse) fossil_scale_SIZE and measure it.
 run_size() {
 	local size=$1 db="fossil_scale_$1" url log have addr
@@ -67,15 +87,8 @@ run_size() {
 		psql -X -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE $db" "$ADMIN_URL" >/dev/null
 	fi
 	log="$OUT/scale-server-$size.log"
-	bin/fossil server --addr 127.0.0.1:0 --database-url "$url" >"$log" 2>&1 &
-	SERVER_PID=$!
-	for _ in $(seq 1 600); do
-		grep -q 'msg="fossil is listening"' "$log" && break
-		kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited: $(tail -n 5 "$log")"
-		sleep 0.5
-	done
-	addr=$(sed -n 's/.*msg="fossil is listening" addr=\([^ ]*\).*/\1/p' "$log")
-	[ -n "$addr" ] || die "the server did not start: $(tail -n 5 "$log")"
+	start_server "$url" "$log"
+	addr=$ADDR
 	have=$(psql -X -At -c 'SELECT last_number FROM fossil_head' "$url")
 	say "$db: $have events; filling to $size"
 	bin/scale --url "http://$addr" --have "$have" --events "$size" --streams "$STREAMS"
@@ -97,6 +110,17 @@ run_size() {
 	done
 	psql -X -At -F ' ' -c "SELECT pg_relation_size('fossil_events'), pg_total_relation_size('fossil_events'), pg_indexes_size('fossil_events'), (SELECT last_number FROM fossil_head) FROM fossil_head" "$url" >"$OUT/scale-$size-size.txt"
 	psql -X -At -F ' ' -c "SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes WHERE relname = 'fossil_events' ORDER BY 1" "$url" >"$OUT/scale-$size-indexes.txt"
+	# Resident memory after the measurements, and its peak (which, when
+	# this run filled the database, includes the import).
+	awk '/^VmRSS|^VmHWM/ { printf "%s %d MB  ", $1, $2 / 1024 }' "/proc/$SERVER_PID/status" >"$OUT/scale-$size-rss.txt"
+	stop_server
+	# Startup: from exec to listening (migrations checked, head and
+	# signing key read), on the filled database.
+	local t0 t1
+	t0=$(date +%s%N)
+	start_server "$url" "$log.restart"
+	t1=$(date +%s%N)
+	echo $(((t1 - t0) / 1000000)) >"$OUT/scale-$size-startup.txt"
 	stop_server
 }
 
@@ -120,7 +144,9 @@ rate() { jq -r '.writers.events_per_second // .events_per_second // empty' "$1" 
 		awk -F'\t' '{ printf "%-48s %14.1f %14.1f\n", $1, $2, $3 }'
 	printf '%-48s %14s %14s\n' "append single events (events/s)" "$(rate "$OUT/scale-10000-single.json")" "$(rate "$OUT/scale-$N-single.json")"
 	printf '%-48s %14s %14s\n' "append batches of 100 (events/s)" "$(rate "$OUT/scale-10000-batch.json")" "$(rate "$OUT/scale-$N-batch.json")"
+	printf '%-48s %14s %14s\n' "startup to listening (ms)" "$(cat "$OUT/scale-10000-startup.txt")" "$(cat "$OUT/scale-$N-startup.txt")"
 	for size in 10000 "$N"; do
+		printf '%-48s %s\n' "server memory at $size" "$(cat "$OUT/scale-$size-rss.txt")"
 		read -r heap total idx events <"$OUT/scale-$size-size.txt"
 		printf '%-48s %s\n' "bytes per event at $size" "heap $((heap / events)), indexes $((idx / events)), total $((total / events)) (TOAST included)"
 		printf '%-48s %s\n' "WAL per event at $size" "single $(cat "$OUT/scale-$size-single-wal.txt") B, batch $(cat "$OUT/scale-$size-batch-wal.txt") B"

@@ -350,3 +350,80 @@ func TestReaderBoundsPageBytes(t *testing.T) {
 		t.Fatalf("%d events in %d pages; want %d in more than one", got, pages, n)
 	}
 }
+
+// TestReaderPagesWithoutTheCut: once a reader knows how long a stream's
+// documents run it reads pages without the byte cut in SQL (see
+// Reader.pageRows); documents that then grow past anything read before
+// still end the page at the byte bound, with nothing skipped or repeated,
+// and put the next pages back on the cut.
+func TestReaderPagesWithoutTheCut(t *testing.T) {
+	t.Parallel()
+	b := setupAppend(t, AppenderConfig{})
+	ctx := context.Background()
+	var want []int64
+	id := 0
+	add := func(stream string, n, size int) {
+		t.Helper()
+		evs := make([]*fossil.Event, n)
+		for i := range evs {
+			id++
+			evs[i] = testEvent(fmt.Sprintf("e%d", id), strings.Repeat("y", size))
+		}
+		res, err := b.appender.Append(ctx, &AppendRequest{Stream: stream, Events: evs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stream == "s" {
+			for _, e := range res.Events {
+				want = append(want, e.Number)
+			}
+		}
+	}
+	add("s", 300, 100)
+	add("other", 10, 100)
+	add("s", 6, 64<<10) // longer than anything before: one page of them costs more than MaxBytes
+	add("s", 200, 100)
+	head, err := b.store.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const maxBytes = 16 << 10
+	ts, err := fossil.ParseTemplates("test", []string{"s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := b.store.NewReader(ts.Match)
+	r.MaxBytes = maxBytes
+	var got []int64
+	cursor, uncut := int64(0), 0
+	for cursor < head {
+		if _, cut := r.pageRows(1000); !cut {
+			uncut++
+		}
+		page, scanned, err := r.Read(ctx, cursor, head, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if scanned <= cursor {
+			t.Fatalf("no progress after %d", cursor)
+		}
+		var size int
+		for i, e := range page {
+			if i > 0 && size >= maxBytes {
+				t.Fatalf("page after %d: event %d follows %d bytes of documents, bound %d", cursor, e.Number, size, maxBytes)
+			}
+			size += len(e.Doc)
+			got = append(got, e.Number)
+		}
+		cursor = scanned
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("read %d events, want %d (%v…)", len(got), len(want), got[:min(len(got), 5)])
+	}
+	if uncut == 0 {
+		t.Fatal("every page was cut in SQL; want pages without the cut once the documents' length is known")
+	}
+	if _, cut := r.pageRows(1000); !cut {
+		t.Fatal("after 64 KiB documents with a 16 KiB bound, pages must be cut in SQL again")
+	}
+}

@@ -176,3 +176,29 @@ func TestSSESelectiveHistory(t *testing.T) {
 	}
 	sse.Quiet(t, 300*time.Millisecond)
 }
+
+// TestSSECatchUpAcrossPages: a literal stream whose history spans several
+// pages, behind events of other streams, is replayed from SQL (the
+// server starts after the history exists, so the tail cache is empty)
+// with each page read while the previous one is written: every event
+// once, in order, then a live event.
+func TestSSECatchUpAcrossPages(t *testing.T) {
+	t.Parallel()
+	dbURL := dbtest.NewDB(t)
+	bulkInsert(t, dbURL, "other/1", 0, 500, 100)
+	bulkInsert(t, dbURL, "big/1", 500, 4500, 300) // several pages of 1000 events or 256 KiB
+	srv := testserver.StartOn(t, dbURL)
+	sse := srv.OpenSSE(t, "/sse?stream=big/1")
+	frames := sse.Next(t, 4500, 30*time.Second)
+	for i, f := range frames {
+		if f.Number() != int64(501+i) || f.Event["fossilsequenceinstream"] != float64(i+1) {
+			t.Fatalf("frame %d is event %d (%s), want %d", i, f.Number(), f.Data, 501+i)
+		}
+	}
+	srv.MustPost(t, "big/1", testserver.Event{ID: "live"})
+	live := sse.Next(t, 1, 5*time.Second)
+	if live[0].Number() != 5001 || live[0].Event["id"] != "live" {
+		t.Fatalf("live frame: %s", live[0].Data)
+	}
+	sse.Quiet(t, 300*time.Millisecond)
+}

@@ -61,6 +61,7 @@ type config struct {
 	dataBytes int
 	measure   bool
 	label     string
+	fillMode  string
 }
 
 func run() error {
@@ -75,6 +76,7 @@ func run() error {
 	flag.IntVar(&c.dataBytes, "data-bytes", 500, "approximate size of each event's data")
 	flag.BoolVar(&c.measure, "measure", false, "measure instead of filling")
 	flag.StringVar(&c.label, "label", "", "label of the measurement (the log size)")
+	flag.StringVar(&c.fillMode, "fill", "auto", "how to fill: import (POST /import of a generated export, an empty log only), http (POST /collect batches) or auto (import when the log is empty)")
 	flag.Parse()
 	u, err := url.Parse(c.url)
 	if err != nil {
@@ -152,6 +154,18 @@ func fill(ctx context.Context, client *http.Client, c config) error {
 	if c.have >= c.target {
 		fmt.Fprintf(os.Stderr, "scale: the log holds %d events, the target is %d: reusing it\n", c.have, c.target)
 		return nil
+	}
+	switch c.fillMode {
+	case "import", "auto":
+		if c.have == 0 {
+			return importFill(ctx, client, c)
+		}
+		if c.fillMode == "import" {
+			return fmt.Errorf("--fill import needs an empty log; this one holds %d events", c.have)
+		}
+	case "http":
+	default:
+		return fmt.Errorf("--fill %q: want import, http or auto", c.fillMode)
 	}
 	jobs := make(chan job, 64)
 	go plan(ctx, c, jobs)
