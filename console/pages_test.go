@@ -122,6 +122,13 @@ func TestConsolePages(t *testing.T) {
 		}
 		tb.screenshot("overview")
 		tb.checkAccessible("overview")
+		// Down to a small laptop screen nothing scrolls sideways.
+		tb.do("narrow", chromedp.EmulateViewport(1024, 700))
+		if w := eval[int](tb, `document.documentElement.scrollWidth - window.innerWidth`); w > 0 {
+			t.Errorf("at 1024 px the page is %d px too wide", w)
+		}
+		tb.screenshot("overview-1024")
+		tb.do("wide", chromedp.EmulateViewport(1280, 800))
 		tb.colorScheme("dark")
 		tb.screenshot("overview-dark")
 		tb.checkAccessible("overview-dark")
@@ -170,6 +177,26 @@ func TestConsolePages(t *testing.T) {
 		}
 		tb.screenshot("stream")
 		tb.checkAccessible("stream")
+
+		// A name with a space, a percent sign and a non-ASCII letter: the
+		// list links to it and its deep link reloads.
+		odd := "café/one two%"
+		data.last = srv.MustPost(t, odd, testserver.Event{ID: "odd", Type: "odd"})
+		tb.open("/ui/streams?prefix=" + url.QueryEscape("café/"))
+		tb.do("open "+odd, chromedp.Click(chromedp.CSS("tbody a")))
+		tb.waitText("#stream-title", odd)
+		tb.waitText("main", "Events 1–1 of 1")
+		path := eval[string](tb, `location.pathname`)
+		if path != "/ui/streams/"+url.PathEscape(odd) {
+			t.Errorf("the stream's page is at %s", path)
+		}
+		tb.open(path)
+		tb.waitText("#stream-title", odd)
+
+		tb.open("/ui/streams/" + url.PathEscape("no/such"))
+		tb.waitText("main", "404", "not found")
+		tb.open("/ui/nowhere")
+		tb.waitText("main", "Not found")
 	})
 
 	t.Run("Event", func(t *testing.T) {
@@ -185,6 +212,12 @@ func TestConsolePages(t *testing.T) {
 		tb.waitText("#event-attributes", "order.paid")
 		if got := eval[string](tb, `location.pathname`); got != fmt.Sprintf("/ui/events/%d", data.jsonEvent+1) {
 			t.Errorf("after next in the stream: %s", got)
+		}
+
+		tb.open(fmt.Sprintf("/ui/events/%d", data.last))
+		tb.waitText("main", "the newest event")
+		if s := tb.text("main"); strings.Contains(s, "Next in the log") {
+			t.Errorf("the newest event links to a next one:\n%s", s)
 		}
 
 		tb.open(fmt.Sprintf("/ui/events/%d", data.binaryEvent))
@@ -369,6 +402,18 @@ func TestConsoleJWT(t *testing.T) {
 	// metrics grant, the events it may read.
 	tb.open("/ui/")
 	tb.waitText("main", "needs the metrics grant", "orders/1")
+
+	// The live tail under the grant: the token travels in the header of
+	// the SSE request, and only granted streams arrive.
+	tb.open("/ui/tail?after=0&stream=" + url.QueryEscape("{+all}"))
+	tb.waitText("#tail-status", "Live", "1 received")
+	post("payroll/2", "p-2")
+	post("orders/2", "o-2")
+	tb.waitText("#tail-list", "orders/2")
+	tb.waitText("#tail-status", "2 received")
+	if s := tb.text("#tail-list"); strings.Contains(s, "payroll") {
+		t.Errorf("the tail shows a stream outside the grant:\n%s", s)
+	}
 
 	// A bad token: asked again.
 	tb.do("forget the token", chromedp.Click(chromedp.CSS("#token-button")))

@@ -1,7 +1,7 @@
 // /ui/events/{number} — one event: attributes, extensions, data, its
 // inclusion proof, and links to its stream and neighbours.
 
-import {ApiError, AuthError, getJSON} from "../api.js";
+import {ApiError, AuthError, getJSON, getText} from "../api.js";
 import {base64ToBytes, eventHref, fmtNumber, h, hexDump, link, prettyJSON, problemBox, streamHref} from "../dom.js";
 
 const ATTRIBUTES = ["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema"];
@@ -58,10 +58,14 @@ export async function eventPage(ctx) {
   const ev = await getJSON("/events/" + n, {signal: ctx.signal});
   const stream = ev.fossilstream;
   const seq = ev.fossilsequenceinstream;
-  const [proof, around] = await Promise.all([
+  const [proof, around, checkpoint] = await Promise.all([
     optional(getJSON(`/events/${n}/proof`, {signal: ctx.signal})),
     optional(getJSON(`/streams/${encodeURIComponent(stream)}/events?from=${Math.max(1, seq - 1)}&limit=3`, {signal: ctx.signal})),
+    optional(getText("/checkpoint", {signal: ctx.signal})),
   ]);
+  // The newest event number (every committed event is in the tree): no
+  // "next" link past it.
+  const head = checkpoint.value ? Number(checkpoint.value.split("\n")[1]) : Infinity;
   const inStream = around.value || [];
   const prevInStream = inStream.find((e) => e.fossilsequenceinstream === seq - 1);
   const nextInStream = inStream.find((e) => e.fossilsequenceinstream === seq + 1);
@@ -95,7 +99,7 @@ export async function eventPage(ctx) {
       h("h1", {id: "event-title"}, `Event ${fmtNumber(n)}`),
       h("nav", {class: "nav-links", "aria-label": "Neighbours"},
         n > 1 ? link(eventHref(n - 1), "← Previous in the log") : null,
-        link(eventHref(n + 1), "Next in the log →"),
+        n < head ? link(eventHref(n + 1), "Next in the log →") : h("span", {class: "muted"}, "the newest event"),
         prevInStream ? link(eventHref(prevInStream.fossileventnumber), `← Previous in ${stream}`) : null,
         nextInStream ? link(eventHref(nextInStream.fossileventnumber), `Next in ${stream} →`) : null,
         link(streamHref(stream), "The stream")),
