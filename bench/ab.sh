@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# A/B: the append shapes of `make bench` against two builds of Fossil in one
+# run, alternating, so that both see the same machine (`make bench-ab`).
+#
+#   bench/ab.sh REV_A REV_B     e.g. bench/ab.sh f0894b8^ f0894b8
+#
+# Each revision is built from a `git worktree` into $AB_OUT/<a|b>/fossil.
+# For each of AB_ROUNDS rounds (2) and each build in turn, a server runs on
+# a fresh database of the PostgreSQL at $PG_ADMIN_URL (default the server on
+# 127.0.0.1:5432 as postgres) and the current build's `fossil bench` drives
+# it, AB_SECONDS (8) per shape:
+#   lone    single events, 1 client
+#   single  single events, 64 clients
+#   batch   batches of 100, 16 clients
+# It prints events/s (and p50 for lone) per round and B ÷ A of the sums.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[ $# -eq 2 ] || { echo "usage: bench/ab.sh REV_A REV_B" >&2; exit 2; }
+A=$1 B=$2
+S=${AB_SECONDS:-8}
+ROUNDS=${AB_ROUNDS:-2}
+OUT=${AB_OUT:-bin/ab}
+ADMIN=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
+
+for tool in jq psql go git curl; do
+	command -v "$tool" >/dev/null || { echo "bench/ab.sh: $tool not found" >&2; exit 1; }
+done
+psql -X -q -c 'SELECT 1' "$ADMIN" >/dev/null || { echo "bench/ab.sh: no PostgreSQL at $ADMIN" >&2; exit 1; }
+
+mkdir -p "$OUT"
+go build -o "$OUT/driver" . # the load generator: the current tree's
+build() { # rev dir
+	local wt out
+	out=$(cd "$2" && pwd)
+	wt=$(mktemp -d)
+	git worktree add -q --detach "$wt" "$1"
+	(cd "$wt" && go build -o "$out/fossil" .)
+	git worktree remove --force "$wt"
+}
+mkdir -p "$OUT/a" "$OUT/b"
+build "$A" "$OUT/a"
+build "$B" "$OUT/b"
+
+PID=
+DB=
+cleanup() {
+	[ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
+	[ -n "$DB" ] && psql -X -q -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" "$ADMIN" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+base=${ADMIN%/*}
+run_shape() { # which shape args...
+	local which=$1 shape=$2
+	shift 2
+	DB=fossil_ab_$$_$which
+	psql -X -q -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" "$ADMIN" >/dev/null
+	local port
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	DATABASE_URL="$base/$DB" FOSSIL_LOG_LEVEL=warn "$OUT/$which/fossil" server --addr "127.0.0.1:$port" >"$OUT/$which.log" 2>&1 &
+	PID=$!
+	local ready=
+	for _ in $(seq 1 1200); do
+		if curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
+			ready=1
+			break
+		fi
+		sleep 0.1
+	done
+	[ -n "$ready" ] || { echo "bench/ab.sh: build $which not ready after 120 s; its log:" >&2; cat "$OUT/$which.log" >&2; exit 1; }
+	"$OUT/driver" bench --url "http://127.0.0.1:$port" --json --quiet --duration "${S}s" "$@" >"$OUT/$which-$shape.json" 2>"$OUT/$which-$shape.err"
+	kill "$PID"
+	wait "$PID" 2>/dev/null || true
+	PID=
+	psql -X -q -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" "$ADMIN" >/dev/null
+	DB=
+	jq -r '[.events_per_second, .append_latency.p50_ms] | @tsv' "$OUT/$which-$shape.json"
+}
+
+declare -A sum
+printf '%-7s %-5s %-3s %12s %8s\n' shape round rev events/s p50-ms
+for r in $(seq 1 "$ROUNDS"); do
+	for shape in lone single batch; do
+		case $shape in
+		lone) args=(--clients 1 --streams 1000) ;;
+		single) args=(--clients 64 --streams 1000) ;;
+		batch) args=(--clients 16 --batch 100 --streams 1000) ;;
+		esac
+		for which in a b; do
+			read -r eps p50 < <(run_shape "$which" "$shape" "${args[@]}")
+			printf '%-7s %-5s %-3s %12.0f %8.2f\n' "$shape" "$r" "$which" "$eps" "$p50"
+			sum[$shape$which]=$(awk -v x="${sum[$shape$which]:-0}" -v y="$eps" 'BEGIN { print x + y }')
+		done
+	done
+done
+echo "A = $A ($(git rev-parse --short "$A")), B = $B ($(git rev-parse --short "$B")); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+for shape in lone single batch; do
+	awk -v s="$shape" -v a="${sum[${shape}a]}" -v b="${sum[${shape}b]}" 'BEGIN { printf "%-7s B/A = %.2fx\n", s, b / a }'
+done
