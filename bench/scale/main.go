@@ -62,6 +62,7 @@ type config struct {
 	measure   bool
 	label     string
 	fillMode  string
+	serverPID int
 }
 
 func run() error {
@@ -76,6 +77,7 @@ func run() error {
 	flag.IntVar(&c.dataBytes, "data-bytes", 500, "approximate size of each event's data")
 	flag.BoolVar(&c.measure, "measure", false, "measure instead of filling")
 	flag.StringVar(&c.label, "label", "", "label of the measurement (the log size)")
+	flag.IntVar(&c.serverPID, "server-pid", 0, "the server's process id, to report its CPU time per event of the big/one replay (Linux /proc; 0: not reported)")
 	flag.StringVar(&c.fillMode, "fill", "auto", "how to fill: import (POST /import of a generated export, an empty log only), http (POST /collect batches) or auto (import when the log is empty)")
 	flag.Parse()
 	u, err := url.Parse(c.url)
@@ -267,18 +269,51 @@ func measure(ctx context.Context, client *http.Client, c config) error {
 		}
 		// Twice: the first run warms the catalogue and the page cache; the
 		// second is reported.
-		var el time.Duration
+		var el, cpu time.Duration
 		var n int
 		for range 2 {
+			cpu0 := cpuTime(c.serverPID)
 			var err error
 			el, n, err = catchUp(ctx, c.url, cu.template, 0, id)
 			if err != nil {
 				return fmt.Errorf("%s: %w", cu.name, err)
 			}
+			cpu = cpuTime(c.serverPID) - cpu0
 		}
 		add(cu.name+" (ms)", float64(el.Microseconds())/1000, "ms", n)
 		if cu.template == "big/one" {
 			add(cu.name+" (events/s)", float64(n)/el.Seconds(), "events/s", n)
+			if c.serverPID > 0 {
+				add(cu.name+" server CPU (µs/event)", float64(cpu.Nanoseconds())/1000/float64(n), "µs", n)
+			}
+		}
+	}
+	// The global replay of as many events, for comparison: {+all} from
+	// 100,000 events (or a tenth of the log) before a marker at the head.
+	{
+		id := "marker-" + mark + "-all"
+		body := fmt.Sprintf(`[{"specversion":"1.0","id":%q,"source":"bench/scale","type":"bench.scale.marker","data":{}}]`, id)
+		if err := post(ctx, client, c.url, "all/end-"+mark, []byte(body)); err != nil {
+			return err
+		}
+		head, err := loadgen.Head(ctx, client, c.url)
+		if err != nil {
+			return err
+		}
+		after := max(0, head-min(100_000, head/10))
+		var el, cpu time.Duration
+		var n int
+		for range 2 {
+			cpu0 := cpuTime(c.serverPID)
+			el, n, err = catchUp(ctx, c.url, "{+all}", after, id)
+			if err != nil {
+				return fmt.Errorf("global replay: %w", err)
+			}
+			cpu = cpuTime(c.serverPID) - cpu0
+		}
+		add("sse catch-up {+all}, same count (events/s)", float64(n)/el.Seconds(), "events/s", n)
+		if c.serverPID > 0 {
+			add("sse catch-up {+all} server CPU (µs/event)", float64(cpu.Nanoseconds())/1000/float64(n), "µs", n)
 		}
 	}
 	// A subscriber at the head: time from POST to the frame.
@@ -437,4 +472,26 @@ func median(n int, f func() error) (time.Duration, error) {
 	}
 	slices.Sort(ds)
 	return ds[n/2], nil
+}
+
+// cpuTime returns the user and system CPU time the process pid has used
+// (from /proc/pid/stat, in clock ticks of 10 ms), or 0 when pid is 0 or
+// unreadable.
+func cpuTime(pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses: state is
+	// field 3, utime 14 and stime 15.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
 }
