@@ -89,6 +89,7 @@ func TestOpenAPIResponses(t *testing.T) {
 		{"GET", "/streams/nowhere", "", nil, 404},
 		{"GET", "/stats", "", nil, 200},
 		{"GET", "/stats?x=1", "", nil, 400},
+		{"GET", "/stats/consumers", "", nil, 200},
 		{"GET", "/sse?stream=s%2F%7Bn%7D", "", []string{"Last-Event-Id", "1"}, 200},
 		{"GET", "/sse?stream=%7Bbad", "", nil, 400},
 		{"PUT", "/consumer/billing/commit", "", []string{"Last-Event-Id", "3"}, 204},

@@ -193,9 +193,21 @@ func (s *Server) Run(ctx context.Context) error {
 	s.stats = console.NewStats(console.StatsConfig{
 		HeadFunc:         s.hub.Last,
 		CountStreamsFunc: st.CountStreams,
-		AuthorizeFunc:    auth.RequireMetrics,
-		SampleInterval:   cfg.StatsInterval,
-		Logger:           s.Logger,
+		ConsumersFunc: func(ctx context.Context) (map[string]int64, error) {
+			cs, err := st.ListConsumers(ctx)
+			if err != nil {
+				return nil, err
+			}
+			offsets := make(map[string]int64, len(cs))
+			for _, c := range cs {
+				offsets[c.Name] = c.Offset
+			}
+			return offsets, nil
+		},
+		AuthorizeFunc:  auth.RequireMetrics,
+		CanConsumeFunc: auth.CanConsume,
+		SampleInterval: cfg.StatsInterval,
+		Logger:         s.Logger,
 	})
 	s.stats.Start(s.streamCtx)
 

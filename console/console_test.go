@@ -263,6 +263,39 @@ func TestStatsEndpoint(t *testing.T) {
 	if lastSample.Events != 3 || time.Since(lastSample.At) > time.Minute || st.Samples[0].Events > 3 || st.Samples[0].At.After(lastSample.At) {
 		t.Errorf("samples: %+v", st.Samples)
 	}
+	// Consumers' lag at each sample, by name, within the consume grant.
+	for _, c := range []struct{ name, offset string }{{"billing", "1"}, {"audit", "3"}} {
+		if code, _, body := call(t, http.MethodPut, srv.URL+"/consumer/"+c.name+"/commit", admin, "", "Last-Event-Id", c.offset); code != http.StatusNoContent {
+			t.Fatalf("commit %s: %d %s", c.name, code, body)
+		}
+	}
+	type lagSample struct {
+		At  time.Time `json:"at"`
+		Lag int64     `json:"lag"`
+	}
+	var cs struct {
+		IntervalSeconds float64 `json:"interval_seconds"`
+		Consumers       []struct {
+			Name    string      `json:"name"`
+			Samples []lagSample `json:"samples"`
+		} `json:"consumers"`
+	}
+	testserver.Eventually(t, 15*time.Second, "a sample with both consumers", func() bool {
+		code, _, body := call(t, http.MethodGet, srv.URL+"/stats/consumers", admin, "")
+		return code == http.StatusOK && json.Unmarshal([]byte(body), &cs) == nil && len(cs.Consumers) == 2
+	})
+	if cs.Consumers[0].Name != "audit" || cs.Consumers[1].Name != "billing" || cs.IntervalSeconds != 5 {
+		t.Fatalf("consumer stats: %+v", cs)
+	}
+	if s := cs.Consumers[1].Samples; s[len(s)-1].Lag != 2 || cs.Consumers[0].Samples[len(cs.Consumers[0].Samples)-1].Lag != 0 {
+		t.Errorf("lags: billing %+v, audit %+v; want 2 and 0", s, cs.Consumers[0].Samples)
+	}
+	onlyBilling := token(t, jwt.MapClaims{"sub": "b", "fossil": map[string]any{"consume": []string{"billing"}}})
+	code, _, body := call(t, http.MethodGet, srv.URL+"/stats/consumers", onlyBilling, "")
+	if code != http.StatusOK || !strings.Contains(body, `"billing"`) || strings.Contains(body, "audit") {
+		t.Errorf("stats/consumers for a billing-only token: %d %s", code, body)
+	}
+
 	metrics := token(t, jwt.MapClaims{"sub": "m", "fossil": map[string]any{"metrics": true}})
 	reader := token(t, jwt.MapClaims{"sub": "r", "fossil": map[string]any{"read": []string{"{+all}"}}})
 	if code, _, body := call(t, http.MethodGet, srv.URL+"/stats", metrics, ""); code != http.StatusOK {

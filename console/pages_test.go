@@ -231,6 +231,9 @@ func TestConsolePages(t *testing.T) {
 		tb.t = t
 		tb.open("/ui/consumers")
 		tb.waitText("#consumers", "billing", "not connected", strconv.FormatInt(data.last-3, 10))
+		// The lag history comes from the server's samples (every 250 ms
+		// here), the first taken when billing had committed 3.
+		tb.waitJS(`/from \d+ to \d+/.test(document.querySelector("#consumers svg[role=img]").getAttribute("aria-label"))`)
 		// A refresh (every 2 s) keeps the keyboard focus where it was.
 		eval[bool](tb, `(() => { const a = document.querySelector("#consumers a"); a.focus(); window.focusedBefore = a; return true; })()`)
 		tb.waitJS(`!document.contains(window.focusedBefore)`)

@@ -3,7 +3,9 @@ package console
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,6 +22,11 @@ const (
 	// streamCountTTL is how long a stream count is served before it is
 	// read again: counting reads the whole stream table.
 	streamCountTTL = 5 * time.Second
+	// MaxSampledConsumers bounds the consumers whose offsets a sample
+	// keeps (the first by name).
+	MaxSampledConsumers = 1000
+	// consumersTimeout bounds the read of the consumers' offsets.
+	consumersTimeout = 2 * time.Second
 )
 
 // StatsConfig configures [Stats].
@@ -29,9 +36,15 @@ type StatsConfig struct {
 	HeadFunc func() int64
 	// CountStreamsFunc counts the streams (store.CountStreams).
 	CountStreamsFunc func(context.Context) (int64, error)
-	// AuthorizeFunc refuses a token that may not read the figures; nil
-	// allows every request.
+	// ConsumersFunc returns every named consumer's committed offset; nil
+	// means consumers are not sampled.
+	ConsumersFunc func(context.Context) (map[string]int64, error)
+	// AuthorizeFunc refuses a token that may not read the figures of
+	// GET /stats; nil allows every request.
 	AuthorizeFunc func(context.Context) error
+	// CanConsumeFunc refuses a token that may not see a consumer in
+	// GET /stats/consumers; nil allows every consumer.
+	CanConsumeFunc func(ctx context.Context, name string) error
 	// SampleInterval is how often the head is sampled; zero means
 	// [DefaultSampleInterval].
 	SampleInterval time.Duration
@@ -45,6 +58,30 @@ type StatsConfig struct {
 type Sample struct {
 	At     time.Time `json:"at"`
 	Events int64     `json:"events"`
+}
+
+// sample is one entry of the ring: the head and the consumers' offsets.
+type sample struct {
+	Sample
+	offsets map[string]int64
+}
+
+// LagSample is a consumer's lag at a moment.
+type LagSample struct {
+	At  time.Time `json:"at"`
+	Lag int64     `json:"lag"`
+}
+
+// ConsumerLag is one consumer's lag history.
+type ConsumerLag struct {
+	Name    string      `json:"name"`
+	Samples []LagSample `json:"samples"`
+}
+
+// ConsumerStatsBody is the body of GET /stats/consumers.
+type ConsumerStatsBody struct {
+	IntervalSeconds float64       `json:"interval_seconds"`
+	Consumers       []ConsumerLag `json:"consumers"`
 }
 
 // StatsBody is the body of GET /stats.
@@ -72,7 +109,7 @@ type Stats struct {
 	logger *slog.Logger
 
 	mu           sync.Mutex
-	samples      []Sample // a ring, oldest at next once full
+	samples      []sample // a ring, oldest at next once full
 	next         int
 	full         bool
 	streams      int64
@@ -96,7 +133,7 @@ func NewStats(cfg StatsConfig) *Stats {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	n := max(int(cfg.History/cfg.SampleInterval), 2)
-	return &Stats{cfg: cfg, logger: cfg.Logger.With("component", "console"), samples: make([]Sample, n)}
+	return &Stats{cfg: cfg, logger: cfg.Logger.With("component", "console"), samples: make([]sample, n)}
 }
 
 // Start takes a sample now and then every interval until ctx ends or
@@ -104,7 +141,7 @@ func NewStats(cfg StatsConfig) *Stats {
 func (s *Stats) Start(ctx context.Context) {
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.done = make(chan struct{})
-	s.sample(time.Now())
+	s.sample(ctx, time.Now())
 	go func() {
 		defer close(s.done)
 		t := time.NewTicker(s.cfg.SampleInterval)
@@ -114,7 +151,7 @@ func (s *Stats) Start(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case now := <-t.C:
-				s.sample(now)
+				s.sample(ctx, now)
 			}
 		}
 	}()
@@ -128,11 +165,30 @@ func (s *Stats) Stop() {
 	}
 }
 
-func (s *Stats) sample(now time.Time) {
+func (s *Stats) sample(ctx context.Context, now time.Time) {
+	var offsets map[string]int64
+	if s.cfg.ConsumersFunc != nil {
+		cctx, cancel := context.WithTimeout(ctx, consumersTimeout)
+		all, err := s.cfg.ConsumersFunc(cctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				s.logger.DebugContext(ctx, "sample consumers", "error", err)
+			}
+		} else if len(all) <= MaxSampledConsumers {
+			offsets = all
+		} else {
+			names := slices.Sorted(maps.Keys(all))
+			offsets = make(map[string]int64, MaxSampledConsumers)
+			for _, n := range names[:MaxSampledConsumers] {
+				offsets[n] = all[n]
+			}
+		}
+	}
 	head := s.cfg.HeadFunc()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.samples[s.next] = Sample{At: now.UTC().Truncate(time.Millisecond), Events: head}
+	s.samples[s.next] = sample{Sample: Sample{At: now.UTC().Truncate(time.Millisecond), Events: head}, offsets: offsets}
 	s.next++
 	if s.next == len(s.samples) {
 		s.next, s.full = 0, true
@@ -140,13 +196,13 @@ func (s *Stats) sample(now time.Time) {
 }
 
 // history returns the samples oldest first.
-func (s *Stats) history() []Sample {
+func (s *Stats) history() []sample {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.full {
-		return append([]Sample(nil), s.samples[:s.next]...)
+		return append([]sample(nil), s.samples[:s.next]...)
 	}
-	return append(append([]Sample(nil), s.samples[s.next:]...), s.samples[:s.next]...)
+	return append(append([]sample(nil), s.samples[s.next:]...), s.samples[:s.next]...)
 }
 
 // countStreams returns the stream count, read at most every
@@ -180,9 +236,35 @@ func (s *Stats) countStreams(ctx context.Context) (int64, error) {
 	}
 }
 
-// Register adds GET /stats.
+// Register adds GET /stats and GET /stats/consumers.
 func (s *Stats) Register(r *mux.Router) {
 	r.Handle("/stats", problem.Handler(s.logger, s.handleStats)).Methods(http.MethodGet)
+	r.Handle("/stats/consumers", problem.Handler(s.logger, s.handleConsumerStats)).Methods(http.MethodGet)
+}
+
+// handleConsumerStats serves GET /stats/consumers: each named consumer's
+// lag (the head minus its committed offset) at every sample, by name,
+// leaving out the consumers the token may not use (as GET /consumers
+// does). A consumer appears from the first sample that knew it.
+func (s *Stats) handleConsumerStats(w http.ResponseWriter, r *http.Request) error {
+	if err := fossil.CheckQuery(r.URL.Query()); err != nil {
+		return err
+	}
+	byName := map[string][]LagSample{}
+	for _, sm := range s.history() {
+		for name, offset := range sm.offsets {
+			byName[name] = append(byName[name], LagSample{At: sm.At, Lag: max(sm.Events-offset, 0)})
+		}
+	}
+	out := ConsumerStatsBody{IntervalSeconds: s.cfg.SampleInterval.Seconds(), Consumers: []ConsumerLag{}}
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		if s.cfg.CanConsumeFunc != nil && s.cfg.CanConsumeFunc(r.Context(), name) != nil {
+			continue
+		}
+		out.Consumers = append(out.Consumers, ConsumerLag{Name: name, Samples: byName[name]})
+	}
+	problem.WriteJSON(w, http.StatusOK, out)
+	return nil
 }
 
 // handleStats serves GET /stats: the event and stream counts and the head
@@ -202,7 +284,11 @@ func (s *Stats) handleStats(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	head := s.cfg.HeadFunc()
-	samples := append(s.history(), Sample{At: time.Now().UTC().Truncate(time.Millisecond), Events: head})
+	var samples []Sample
+	for _, sm := range s.history() {
+		samples = append(samples, sm.Sample)
+	}
+	samples = append(samples, Sample{At: time.Now().UTC().Truncate(time.Millisecond), Events: head})
 	problem.WriteJSON(w, http.StatusOK, StatsBody{
 		Events:          head,
 		Streams:         streams,

@@ -1,22 +1,21 @@
 // /ui/consumers — named consumers: offset, lag and its history, connected
 // or not, last commit.
 
-import {getJSON} from "../api.js";
+import {AuthError, getJSON} from "../api.js";
 import {chart, fmtNumber, h, link, swap, table, timeEl} from "../dom.js";
 
 const REFRESH = 2000;
-const KEEP = 300; // samples per consumer (10 minutes at one per 2 s)
 
-// history keeps each consumer's lag since the console was opened in this
-// tab (the server keeps offsets, not their past), across page changes.
-const history = new Map();
-
-function record(consumers) {
-  for (const c of consumers) {
-    const hs = history.get(c.name) || [];
-    hs.push(c.lag);
-    if (hs.length > KEEP) hs.shift();
-    history.set(c.name, hs);
+// lagHistory returns each consumer's lag over the last minutes as the
+// server sampled it (GET /stats/consumers, every few seconds), or an
+// empty map when it cannot be read.
+async function lagHistory(signal) {
+  try {
+    const {consumers} = await getJSON("/stats/consumers", {signal});
+    return new Map(consumers.map((c) => [c.name, c.samples]));
+  } catch (e) {
+    if (e instanceof AuthError) throw e;
+    return new Map();
   }
 }
 
@@ -24,14 +23,16 @@ function badge(connected) {
   return connected ? h("span", {class: "badge ok"}, "connected") : h("span", {class: "badge off"}, "not connected");
 }
 
-function view(consumers) {
+function view(consumers, history) {
   return table("Consumers", ["Name", "Offset", "Lag", "Lag over time", "Connection", "Last commit"], consumers, (c) => {
-    const hs = history.get(c.name) || [c.lag];
-    const spark = chart(hs, {label: `Lag of ${c.name} over the last ${Math.round((hs.length * REFRESH) / 1000)} s; now ${c.lag}`, width: 160, height: 32, caption: false, className: "spark"});
+    const samples = history.get(c.name) || [];
+    const lags = samples.map((s) => s.lag).concat([c.lag]);
+    const seconds = samples.length ? Math.round((Date.now() - Date.parse(samples[0].at)) / 1000) : 0;
+    const spark = chart(lags, {label: `Lag of ${c.name} over the last ${seconds} s: from ${lags[0]} to ${c.lag}`, width: 160, height: 32, caption: false, className: "spark"});
     return [
       h("span", {class: "mono"}, c.name),
       c.offset ? link(`/ui/events/${c.offset}`, fmtNumber(c.offset)) : "0",
-      h("span", {class: c.lag > 0 ? "lag" : null}, fmtNumber(c.lag)),
+      fmtNumber(c.lag),
       spark,
       badge(c.connected),
       timeEl(c.committed_at),
@@ -41,17 +42,16 @@ function view(consumers) {
 
 export async function consumersPage(ctx) {
   const load = async () => {
-    const {consumers} = await getJSON("/consumers", {signal: ctx.signal});
-    record(consumers);
-    return consumers;
+    const [{consumers}, history] = await Promise.all([getJSON("/consumers", {signal: ctx.signal}), lagHistory(ctx.signal)]);
+    return view(consumers, history);
   };
-  const holder = h("div", {id: "consumers"}, view(await load()));
-  ctx.every(REFRESH, async () => swap(holder, view(await load())));
+  const holder = h("div", {id: "consumers"}, await load());
+  ctx.every(REFRESH, async () => swap(holder, await load()));
   return {
     title: "Consumers",
     node: h("section", {"aria-labelledby": "consumers-title"},
       h("h1", {id: "consumers-title"}, "Consumers"),
-      h("p", {class: "muted"}, `Refreshed every ${REFRESH / 1000} s. Lag is the newest event number minus the committed offset; its history covers the time this tab has had the console open.`),
+      h("p", {class: "muted"}, `Refreshed every ${REFRESH / 1000} s. Lag is the newest event number minus the committed offset; its history covers the last 10 minutes (sampled by the server every 5 s).`),
       holder),
   };
 }
