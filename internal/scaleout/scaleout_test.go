@@ -26,7 +26,13 @@ import (
 	"github.com/fossil-events/fossil/internal/testserver"
 )
 
-func TestMain(m *testing.M) { dbtest.Main(m) }
+func TestMain(m *testing.M) {
+	dbtest.MainWith(m, func() {
+		if build.dir != "" {
+			_ = os.RemoveAll(build.dir)
+		}
+	})
+}
 
 // root is the repository, two levels up from this package.
 const root = "../.."
@@ -72,9 +78,8 @@ func TestThreeProcessesThroughPgBouncer(t *testing.T) {
 // connecting to serverURL with env added, and fails if PostgreSQL saw more
 // than budget connections to the database before the kill.
 func threeProcesses(t *testing.T, dbURL, serverURL string, env []string, budget int) {
+	bin, built := buildFossil(t)
 	begin := time.Now()
-	bin := buildFossil(t)
-	built := time.Since(begin)
 
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	t.Cleanup(tr.CloseIdleConnections)
@@ -169,26 +174,40 @@ func threeProcesses(t *testing.T, dbURL, serverURL string, env []string, budget 
 	if beforeKill > budget {
 		t.Fatalf("%d connections to the database under load, more than the budget of %d", beforeKill, budget)
 	}
-	t.Logf("%d events from 6 writers over 3 processes, %d acknowledged before the SIGKILL; %d requests retried after it (%d answered as duplicates); %d reader reconnects; at most %d database connections before the kill (budget %d), %d in all; build %s, whole test %s",
+	t.Logf("%d events from 6 writers over 3 processes, %d acknowledged before the SIGKILL; %d requests retried after it (%d answered as duplicates); %d reader reconnects; at most %d database connections before the kill (budget %d), %d in all; build %s, the scenario %s",
 		n, killedAt, retried, dups, reconnects, beforeKill, budget, conns.max(), built.Round(time.Millisecond), time.Since(begin).Round(time.Millisecond))
 }
 
-// buildMu makes the tests' builds take turns, so that the second one finds
-// every package in the build cache.
-var buildMu sync.Mutex
+// build is the server binary, built once for the package's tests.
+var build struct {
+	once     sync.Once
+	dir, bin string
+	took     time.Duration
+	err      error
+}
 
-// buildFossil builds the server from this tree into a temporary directory.
-func buildFossil(t *testing.T) string {
+// buildFossil builds the server from this tree into a temporary directory
+// (removed by TestMain), once; it returns the binary and how long the
+// build took.
+func buildFossil(t *testing.T) (string, time.Duration) {
 	t.Helper()
-	buildMu.Lock()
-	defer buildMu.Unlock()
-	bin := filepath.Join(t.TempDir(), "fossil")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	build.once.Do(func() {
+		begin := time.Now()
+		defer func() { build.took = time.Since(begin) }()
+		if build.dir, build.err = os.MkdirTemp("", "fossil-scaleout-"); build.err != nil {
+			return
+		}
+		build.bin = filepath.Join(build.dir, "fossil")
+		cmd := exec.Command("go", "build", "-o", build.bin, ".")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			build.err = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	if build.err != nil {
+		t.Fatal(build.err)
 	}
-	return bin
+	return build.bin, build.took
 }
 
 func freeAddr(t *testing.T) string {
