@@ -7,7 +7,9 @@
 // Authentication is off unless configured: [New] returns a nil
 // [*Authenticator] when [Config] has neither an HS256 secret nor a public key
 // file, and a nil Authenticator's [Authenticator.Middleware] passes every
-// request through. With auth on, every route except /healthz needs a token.
+// request through. With auth on, every route the middleware sees except
+// /healthz needs a token (cmd serves the web console's static files under
+// /ui/ beside it, without a token: they hold no data).
 //
 // # Where the token comes from
 //

@@ -336,6 +336,18 @@ func TestConsoleSchemaError(t *testing.T) {
 	if _, _, body := call(t, http.MethodGet, srv.URL+"/schemas/order.placed", "", ""); !strings.Contains(body, `"required"`) {
 		t.Errorf("the schema was not saved: %s", body)
 	}
+
+	// A new schema from the list page, then its page.
+	tb.open("/ui/schemas")
+	tb.do("create a schema",
+		chromedp.SetValue(chromedp.CSS("#schema-type"), "order/shipped"),
+		chromedp.SetValue(chromedp.CSS("#schema-doc"), `{"type":"object"}`),
+		chromedp.Click(chromedp.CSS("#schema-save")))
+	tb.waitJS(`location.pathname === "/ui/schemas/order%2Fshipped"`)
+	tb.waitText("#schema-title", "order/shipped")
+	if code, _, body := call(t, http.MethodGet, srv.URL+"/schemas/order%2Fshipped", "", ""); code != http.StatusOK || body != `{"type":"object"}` {
+		t.Errorf("the new schema: %d %s", code, body)
+	}
 }
 
 const jwtSecret = "console-test-secret-of-at-least-32-bytes"
