@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
 	"github.com/cloudevents/sdk-go/binding/format/protobuf/v2/pb"
+	jsoniter "github.com/json-iterator/go"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -450,57 +453,76 @@ func StructuredJSON(loc string, ce *pb.CloudEvent) ([]byte, error) {
 // ToProto renders a stored event: the CloudEvent as collected and where it
 // is stored. JSON data (and text of other media types) comes back as
 // text_data, binary data as binary_data; time is a ce_timestamp,
-// dataschema a ce_uri, extensions keep their JSON type.
+// dataschema a ce_uri, extensions keep their JSON type (a number that is
+// not a 32-bit integer comes back as its JSON text). Subscribe calls it
+// for every event it sends, so the document is read with jsoniter's
+// streaming iterator rather than into a map.
 func ToProto(e *fossil.Event) (*fossilv1.Event, error) {
-	var members map[string]json.RawMessage
-	if err := json.Unmarshal(e.Doc, &members); err != nil {
-		return nil, fmt.Errorf("event %d: stored document: %w", e.Number, err)
-	}
-	ce := &pb.CloudEvent{Attributes: map[string]*pb.CloudEventAttributeValue{}}
-	str := func(raw json.RawMessage) (string, bool) {
-		var s string
-		return s, json.Unmarshal(raw, &s) == nil
-	}
-	ct := ""
-	if raw, ok := members["datacontenttype"]; ok {
-		ct, _ = str(raw)
-	}
-	for name, raw := range members {
+	ce := &pb.CloudEvent{Attributes: make(map[string]*pb.CloudEventAttributeValue, 4)}
+	var (
+		ct, timeText string
+		data         []byte
+		dataB64      string
+		hasData      bool
+		failed       error
+	)
+	it := docJSON.BorrowIterator(e.Doc)
+	defer docJSON.ReturnIterator(it)
+	ok := it.ReadObjectCB(func(it *jsoniter.Iterator, name string) bool {
 		switch name {
 		case "specversion":
-			ce.SpecVersion, _ = str(raw)
+			ce.SpecVersion = it.ReadString()
 		case "id":
-			ce.Id, _ = str(raw)
+			ce.Id = it.ReadString()
 		case "source":
-			ce.Source, _ = str(raw)
+			ce.Source = it.ReadString()
 		case "type":
-			ce.Type, _ = str(raw)
-		case "data_base64":
-			s, _ := str(raw)
-			b, err := base64.StdEncoding.DecodeString(s)
-			if err != nil {
-				return nil, fmt.Errorf("event %d: stored data_base64: %w", e.Number, err)
-			}
-			ce.Data = &pb.CloudEvent_BinaryData{BinaryData: b}
+			ce.Type = it.ReadString()
 		case "data":
-			if s, ok := str(raw); ok && ct != "" && !isJSONMedia(ct) {
-				ce.Data = &pb.CloudEvent_TextData{TextData: s}
-			} else {
-				ce.Data = &pb.CloudEvent_TextData{TextData: string(raw)}
-			}
+			data, hasData = it.SkipAndAppendBytes(make([]byte, 0, 32)), true
+		case "data_base64":
+			dataB64 = it.ReadString()
 		case "time":
-			s, _ := str(raw)
-			t, err := time.Parse(time.RFC3339Nano, s)
-			if err != nil {
-				return nil, fmt.Errorf("event %d: stored time: %w", e.Number, err)
-			}
-			ce.Attributes[name] = &pb.CloudEventAttributeValue{Attr: &pb.CloudEventAttributeValue_CeTimestamp{CeTimestamp: timestamppb.New(t)}}
+			timeText = it.ReadString()
 		case "dataschema":
-			s, _ := str(raw)
-			ce.Attributes[name] = &pb.CloudEventAttributeValue{Attr: &pb.CloudEventAttributeValue_CeUri{CeUri: s}}
+			ce.Attributes[name] = &pb.CloudEventAttributeValue{Attr: &pb.CloudEventAttributeValue_CeUri{CeUri: it.ReadString()}}
 		default:
-			ce.Attributes[name] = attributeValue(raw)
+			v := attributeValue(it)
+			if name == "datacontenttype" {
+				ct = v.GetCeString()
+			}
+			ce.Attributes[name] = v
 		}
+		return it.Error == nil
+	})
+	if !ok || (it.Error != nil && !errors.Is(it.Error, io.EOF)) {
+		return nil, fmt.Errorf("event %d: stored document: %v", e.Number, it.Error)
+	}
+	if timeText != "" {
+		t, err := time.Parse(time.RFC3339Nano, timeText)
+		if err != nil {
+			return nil, fmt.Errorf("event %d: stored time: %w", e.Number, err)
+		}
+		ce.Attributes["time"] = &pb.CloudEventAttributeValue{Attr: &pb.CloudEventAttributeValue_CeTimestamp{CeTimestamp: timestamppb.New(t)}}
+	}
+	switch {
+	case dataB64 != "":
+		b, err := base64.StdEncoding.DecodeString(dataB64)
+		if err != nil {
+			failed = fmt.Errorf("event %d: stored data_base64: %w", e.Number, err)
+		}
+		ce.Data = &pb.CloudEvent_BinaryData{BinaryData: b}
+	case hasData && ct != "" && !isJSONMedia(ct) && len(data) > 0 && data[0] == '"':
+		var text string
+		if err := json.Unmarshal(data, &text); err != nil {
+			failed = fmt.Errorf("event %d: stored data: %w", e.Number, err)
+		}
+		ce.Data = &pb.CloudEvent_TextData{TextData: text}
+	case hasData:
+		ce.Data = &pb.CloudEvent_TextData{TextData: string(data)}
+	}
+	if failed != nil {
+		return nil, failed
 	}
 	return &fossilv1.Event{
 		Event:       ce,
@@ -511,18 +533,23 @@ func ToProto(e *fossil.Event) (*fossilv1.Event, error) {
 	}, nil
 }
 
+// docJSON reads stored documents.
+var docJSON = jsoniter.Config{}.Froze()
+
 // attributeValue types a stored extension by its JSON form.
-func attributeValue(raw json.RawMessage) *pb.CloudEventAttributeValue {
-	var v any
-	_ = json.Unmarshal(raw, &v)
-	switch v := v.(type) {
-	case bool:
-		return &pb.CloudEventAttributeValue{Attr: &pb.CloudEventAttributeValue_CeBoolean{CeBoolean: v}}
-	case float64:
-		return &pb.CloudEventAttributeValue{Attr: &pb.CloudEventAttributeValue_CeInteger{CeInteger: int32(v)}}
-	case string:
-		return &pb.CloudEventAttributeValue{Attr: &pb.CloudEventAttributeValue_CeString{CeString: v}}
+func attributeValue(it *jsoniter.Iterator) *pb.CloudEventAttributeValue {
+	switch it.WhatIsNext() {
+	case jsoniter.StringValue:
+		return &pb.CloudEventAttributeValue{Attr: &pb.CloudEventAttributeValue_CeString{CeString: it.ReadString()}}
+	case jsoniter.BoolValue:
+		return &pb.CloudEventAttributeValue{Attr: &pb.CloudEventAttributeValue_CeBoolean{CeBoolean: it.ReadBool()}}
+	case jsoniter.NumberValue:
+		raw := string(it.SkipAndAppendBytes(make([]byte, 0, 32)))
+		if n, err := strconv.ParseInt(raw, 10, 32); err == nil {
+			return &pb.CloudEventAttributeValue{Attr: &pb.CloudEventAttributeValue_CeInteger{CeInteger: int32(n)}}
+		}
+		return &pb.CloudEventAttributeValue{Attr: &pb.CloudEventAttributeValue_CeString{CeString: raw}}
 	default:
-		return &pb.CloudEventAttributeValue{Attr: &pb.CloudEventAttributeValue_CeString{CeString: string(raw)}}
+		return &pb.CloudEventAttributeValue{Attr: &pb.CloudEventAttributeValue_CeString{CeString: string(it.SkipAndAppendBytes(make([]byte, 0, 32)))}}
 	}
 }

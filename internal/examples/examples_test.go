@@ -57,6 +57,12 @@ func TestExamples(t *testing.T) {
 	}
 	files = append(files, docs...)
 	bin := buildFossil(t)
+	for _, file := range files {
+		if b, err := os.ReadFile(file); err == nil && bytes.Contains(b, []byte("\ngrpcurl ")) {
+			provideGrpcurl(t, filepath.Dir(bin))
+			break
+		}
+	}
 
 	total := 0
 	for _, file := range files {
@@ -556,6 +562,32 @@ func jsonMatch(path string, want, got any) string {
 		}
 	}
 	return ""
+}
+
+// grpcurlVersion is the grpcurl that .ci/test installs.
+const grpcurlVersion = "v1.9.3"
+
+// provideGrpcurl puts grpcurl in dir (first on the examples' PATH): the one
+// on PATH, or the one .ci/test installs into $(go env GOPATH)/bin.
+func provideGrpcurl(t *testing.T, dir string) {
+	t.Helper()
+	path, err := exec.LookPath("grpcurl")
+	if err != nil {
+		out, _ := exec.Command("go", "env", "GOPATH").Output()
+		for _, gp := range filepath.SplitList(strings.TrimSpace(string(out))) {
+			p := filepath.Join(gp, "bin", "grpcurl")
+			if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
+				path = p
+				break
+			}
+		}
+	}
+	if path == "" {
+		t.Fatalf("grpcurl is missing: the gRPC examples run it; bash .ci/test installs it, or go install github.com/fullstorydev/grpcurl/cmd/grpcurl@%s", grpcurlVersion)
+	}
+	if err := os.Symlink(path, filepath.Join(dir, "grpcurl")); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // buildFossil builds the fossil binary of this tree.
