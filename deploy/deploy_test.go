@@ -327,8 +327,30 @@ func checkFossil(t *testing.T, m *manifests) {
 	for k := range cm.Data {
 		checkVar(k, "the ConfigMap")
 	}
+	// A variable that only feeds another's value ($(POD_IP)) is the
+	// manifest's own.
+	helpers := map[string]bool{}
 	for _, e := range c.Env {
+		for _, m := range dependentVar.FindAllStringSubmatch(e.Value, -1) {
+			helpers[m[1]] = true
+		}
+	}
+	for _, e := range c.Env {
+		if helpers[e.Name] {
+			if e.ValueFrom == nil || e.ValueFrom.FieldRef == nil {
+				t.Fatalf("%s feeds another variable: it must come from the downward API", e.Name)
+			}
+			continue
+		}
 		checkVar(e.Name, "the Deployment")
+	}
+	if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+		return e.Name == "FOSSIL_ADVERTISE_URL" && strings.Contains(e.Value, "$(POD_IP)") &&
+			slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool {
+				return strings.HasSuffix(e.Value, fmt.Sprintf(":%d", p.ContainerPort)) && cm.Data["FOSSIL_ADDR"] == fmt.Sprintf(":%d", p.ContainerPort)
+			})
+	}) {
+		t.Fatal("FOSSIL_ADVERTISE_URL must be http://$(POD_IP):PORT with the container's port and FOSSIL_ADDR's, so that the other pods can forward pull-subscription traffic to it")
 	}
 
 	// Every secret and key the manifests use is documented beside them.
@@ -381,6 +403,9 @@ const DefaultShutdownTimeout = 10 * time.Second
 // secretVars are the settings that accept a _FILE variant (cmd/config.go's
 // secret()).
 var secretVars = map[string]bool{}
+
+// dependentVar is Kubernetes' $(NAME) reference to an earlier variable.
+var dependentVar = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
 
 var quoted = regexp.MustCompile(`"([A-Z][A-Z0-9_]*[A-Z0-9])"`)
 
