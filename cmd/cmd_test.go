@@ -176,7 +176,7 @@ func TestZeroConfigServer(t *testing.T) {
 	cfg.Addr = "127.0.0.1:0"
 	cfg.DataDir = filepath.Join(dir, "pgdata")
 	srv := NewServer(cfg, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 	defer cancel()
 	if err := srv.Run(ctx); err != nil {
 		_ = srv.Close()

@@ -30,7 +30,9 @@ import (
 // increasing sequences in each stream); the log ends up dense with every
 // acknowledged event and nothing else.
 func TestCollectStreamOrderUnderConcurrency(t *testing.T) {
-	srv := testserver.Start(t)
+	// A loaded machine may take seconds per group: the test is about order,
+	// not about the append timeout.
+	srv := testserver.Start(t, func(c *cmd.Config) { c.AppendTimeout = 2 * time.Minute })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	const perCall, callsPerProtocol = 200, 3
