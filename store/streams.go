@@ -24,12 +24,18 @@ type StreamInfo struct {
 	LastWrite time.Time `json:"last_write"`
 }
 
-// streamInfoSelect joins each stream row to its newest event through the
-// unique (stream, sequence) index: one index probe per stream listed.
+// streamInfoSelect joins each stream row to its newest event: the last
+// entry at or before (name, +inf) of the (stream, number) index, one probe
+// per stream listed. As in the selective readers (reader.go), the bound is
+// a row comparison and the order the index's, so no other index or join
+// can serve the subquery and its plan cannot flip to a read of the log
+// (TestListStreamsPlan). Every stream row has events, so the entry found is
+// the stream's own.
 const streamInfoSelect = `SELECT s.name, s.last_sequence, e.number, s.created_at, e.committed_at
 FROM fossil_streams s
 CROSS JOIN LATERAL (SELECT number, committed_at FROM fossil_events
-    WHERE stream = s.name AND sequence = s.last_sequence) e`
+    WHERE (stream COLLATE "C", number) <= (s.name, 9223372036854775807)
+    ORDER BY stream COLLATE "C" DESC, number DESC LIMIT 1) e`
 
 func scanStreamInfo(row pgx.Row) (*StreamInfo, error) {
 	var si StreamInfo
