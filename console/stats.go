@@ -114,6 +114,7 @@ type Stats struct {
 	full         bool
 	streams      int64
 	streamsAt    time.Time
+	streamsTTL   time.Duration // streamCountTTL, or 20 times the last count's duration
 	streamsErr   error
 	countingDone chan struct{} // non-nil while a count runs
 
@@ -210,7 +211,7 @@ func (s *Stats) history() []sample {
 func (s *Stats) countStreams(ctx context.Context) (int64, error) {
 	for {
 		s.mu.Lock()
-		if time.Since(s.streamsAt) < streamCountTTL && s.streamsErr == nil {
+		if time.Since(s.streamsAt) < max(s.streamsTTL, streamCountTTL) && s.streamsErr == nil {
 			n := s.streams
 			s.mu.Unlock()
 			return n, nil
@@ -227,8 +228,13 @@ func (s *Stats) countStreams(ctx context.Context) (int64, error) {
 		done := make(chan struct{})
 		s.countingDone = done
 		s.mu.Unlock()
+		start := time.Now()
 		n, err := s.cfg.CountStreamsFunc(ctx)
 		s.mu.Lock()
+		// A count that takes long (millions of streams) is made less often,
+		// so that an open overview never keeps a connection busy more than
+		// a twentieth of the time.
+		s.streamsTTL = 20 * time.Since(start)
 		s.streams, s.streamsAt, s.streamsErr, s.countingDone = n, time.Now(), err, nil
 		s.mu.Unlock()
 		close(done)
