@@ -201,7 +201,7 @@ func TestProofsWhileBuilding(t *testing.T) {
 	for i := range 5 {
 		srv.MustPost(t, "old", testserver.Event{ID: fmt.Sprint(i)})
 	}
-	if _, err := srv.Pool.Exec(context.Background(), `UPDATE fossil_events SET salt = NULL;
+	if _, err := srv.Pool.Exec(context.Background(), `UPDATE fossil_events SET salt = NULL, tree_hashes = NULL;
 		DELETE FROM fossil_tree_hashes;
 		UPDATE fossil_head SET tree_size = 0, tree_edge = '\x'`); err != nil {
 		t.Fatal(err)

@@ -134,10 +134,24 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	// fossil_events for the idempotency lookup, say) is kept as the log
 	// grows. Custom plans cost a fraction of a millisecond and always use
 	// the indexes. A URL that sets plan_cache_mode itself wins.
-	if _, ok := pcfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !ok {
-		pcfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
-	}
+	_, urlPlans := pcfg.ConnConfig.RuntimeParams["plan_cache_mode"]
 	wcfg := pcfg.Copy()
+	if !urlPlans {
+		pcfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+		// The appender's statements are the opposite case: writes, and
+		// point lookups by primary or unique key, whose plan does not
+		// depend on their parameters or on the size of the tables. They
+		// run for every group, and planning them each time was most of
+		// PostgreSQL's work for a group of one (docs/PERFORMANCE.md, "One
+		// writer"), so they keep one generic plan per connection; with
+		// sequential scans disabled, a plan made while a table was small
+		// cannot scan it once it is large. The penalty cost of a disabled
+		// scan (the one-row fossil_head has no other plan) would make
+		// every execution compile its plan with JIT: off.
+		wcfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+		wcfg.ConnConfig.RuntimeParams["enable_seqscan"] = "off"
+		wcfg.ConnConfig.RuntimeParams["jit"] = "off"
+	}
 	wcfg.MaxConns = cfg.WriterConns
 	if wcfg.MaxConns <= 0 {
 		wcfg.MaxConns = 2

@@ -66,15 +66,19 @@ func scanTreeState(row pgx.Row) (*TreeState, error) {
 	return &t, nil
 }
 
-// readHashesSQL finds each stored hash in the run that holds it (the run
-// with the greatest first index at or below it).
+// readHashesSQL reads each stored hash i, at level l of node k
+// (tlog.SplitStoredHashIndex), from the row of the event that added it,
+// number (k+1) << l, at offset l * 32 (migration 0007); for the events
+// whose row holds none (hashed before that migration, by the tree builder
+// or by an import), from the run of fossil_tree_hashes that holds it (the
+// run with the greatest first index at or below it). Both are probes of a
+// primary key.
 const readHashesSQL = `
-SELECT k.i, substring(h.hashes FROM (k.i - h.first_index)::int * 32 + 1 FOR 32)
-FROM unnest($1::bigint[]) AS k(i)
-CROSS JOIN LATERAL (
-  SELECT first_index, hashes FROM fossil_tree_hashes WHERE first_index <= k.i
-  ORDER BY first_index DESC LIMIT 1
-) h`
+SELECT k.i, coalesce(
+  (SELECT nullif(substring(e.tree_hashes FROM k.level * 32 + 1 FOR 32), '') FROM fossil_events e WHERE e.number = k.number),
+  (SELECT substring(h.hashes FROM (k.i - h.first_index)::int * 32 + 1 FOR 32) FROM fossil_tree_hashes h
+   WHERE h.first_index <= k.i ORDER BY h.first_index DESC LIMIT 1))
+FROM unnest($1::bigint[], $2::bigint[], $3::int[]) AS k(i, number, level)`
 
 // ReadTreeHashes returns the stored hashes at indexes (tlog's
 // StoredHashIndex order), in one query. A hash that is not stored is an
@@ -87,7 +91,12 @@ func readTreeHashes(ctx context.Context, db DBTX, indexes []int64) ([]tlog.Hash,
 	if len(indexes) == 0 {
 		return nil, nil
 	}
-	rows, err := db.Query(ctx, readHashesSQL, indexes)
+	numbers, levels := make([]int64, len(indexes)), make([]int32, len(indexes))
+	for j, i := range indexes {
+		l, k := tlog.SplitStoredHashIndex(i)
+		numbers[j], levels[j] = (k+1)<<l, int32(l)
+	}
+	rows, err := db.Query(ctx, readHashesSQL, indexes, numbers, levels)
 	if err != nil {
 		return nil, interpretError(fmt.Errorf("read tree hashes: %w", err))
 	}
@@ -137,7 +146,7 @@ type Leaf struct {
 	Hash  tlog.Hash
 }
 
-const leavesSQL = `SELECT ` + eventColumns + `, salt FROM fossil_events WHERE number > $1 AND number <= $2 ORDER BY number`
+const leavesSQL = `SELECT ` + eventColumns + `, salt, substring(tree_hashes FROM 1 FOR 32) FROM fossil_events WHERE number > $1 AND number <= $2 ORDER BY number`
 
 // Leaves returns the events numbered after `after`, up to limit of them
 // and never beyond the tree's size `size`, with their salts and the leaf
@@ -152,31 +161,37 @@ func (s *Store) Leaves(ctx context.Context, after, size int64, limit int) ([]Lea
 	if err != nil {
 		return nil, interpretError(fmt.Errorf("read leaves: %w", err))
 	}
-	var out []Leaf
+	var (
+		out    []Leaf
+		legacy []int   // leaves whose hash is in fossil_tree_hashes
+		idx    []int64 // their stored hash indexes
+	)
 	for rows.Next() {
-		var salt []byte
-		e, err := scanEvent(scanWith(rows, &salt))
+		var salt, leaf []byte
+		e, err := scanEvent(scanWith(rows, &salt, &leaf))
 		if err != nil {
 			rows.Close()
 			return nil, interpretError(fmt.Errorf("read leaves: %w", err))
 		}
-		out = append(out, Leaf{Event: e, Salt: salt})
+		l := Leaf{Event: e, Salt: salt}
+		if len(leaf) == tlog.HashSize {
+			copy(l.Hash[:], leaf)
+		} else {
+			legacy, idx = append(legacy, len(out)), append(idx, tlog.StoredHashIndex(0, e.Number-1))
+		}
+		out = append(out, l)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, interpretError(fmt.Errorf("read leaves: %w", err))
 	}
-	indexes := make([]int64, 0, hi-after)
-	for n := after; n < hi; n++ {
-		indexes = append(indexes, tlog.StoredHashIndex(0, n))
-	}
-	hashes, err := s.ReadTreeHashes(ctx, indexes)
-	if err != nil {
-		return nil, err
-	}
-	for i := range out {
-		if n := out[i].Event.Number; n > after && n <= hi {
-			out[i].Hash = hashes[n-after-1]
+	if len(legacy) > 0 {
+		hashes, err := s.ReadTreeHashes(ctx, idx)
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range legacy {
+			out[i].Hash = hashes[j]
 		}
 	}
 	return out, nil
