@@ -786,7 +786,7 @@ auth_type = any
 pool_mode = transaction
 default_pool_size = %d
 max_client_conn = 500
-ignore_startup_parameters = plan_cache_mode
+ignore_startup_parameters = plan_cache_mode,enable_seqscan,jit
 pidfile =
 `, cfg.Host, cfg.Port, cfg.User, port, pool)
 	iniPath := filepath.Join(dir, "pgbouncer.ini")
