@@ -51,9 +51,9 @@ bench-ab: ## The append shapes against two revisions, alternating in one run: ma
 bench-go: ## Go micro-benchmarks, short (go test -bench).
 	$(GO) test -run=NONE -bench=. -benchtime=200ms -timeout 10m ./...
 
-db/reset: ## Drop the scratch bench databases (fossil_bench, fossil_bench_raw).
+db/reset: ## Drop the scratch bench databases (fossil_bench, fossil_bench_raw, fossil_bench_raw_sql).
 	@if psql -X -q -c "SELECT 1" "$(PG_ADMIN_URL)" >/dev/null 2>&1; then \
-		for db in fossil_bench fossil_bench_raw; do \
+		for db in fossil_bench fossil_bench_raw fossil_bench_raw_sql; do \
 			PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $$db WITH (FORCE)" "$(PG_ADMIN_URL)" || exit 1; \
 			echo "dropped $$db (if it existed)"; \
 		done; \

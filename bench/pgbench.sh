@@ -12,6 +12,10 @@
 # scripts beside this file:
 #
 #   single   raw_single.sql     one-row INSERT transactions at 1, 16 and 64 clients
+#   lonesql  fossil_lone.sql    the statement Fossil's appender sends for a lone
+#                               single event, at 1 client, in $RAW_DB_sql (all of
+#                               Fossil's migrations), with the appender's plan
+#                               settings: PostgreSQL's floor for Fossil's lone shape
 #   batch100 raw_batch100.sql   100-row multi-row INSERTs at 16 clients
 #
 # Each shape starts from an empty table after a CHECKPOINT. pgbench logs
@@ -29,7 +33,7 @@ cd "$(dirname "$0")/.."
 ADMIN_URL=${1:-${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}}
 SECS=${PGBENCH_SECONDS:-15}
 DATA_BYTES=${DATA_BYTES:-500}
-SHAPES=${RAW_SHAPES:-"single:1 single:16 single:64 batch100:16"}
+SHAPES=${RAW_SHAPES:-"single:1 lonesql:1 single:16 single:64 batch100:16"}
 DB=${RAW_DB:-fossil_bench_raw}
 
 for tool in psql pgbench; do
@@ -50,6 +54,12 @@ export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
 
 psql -q -X -v ON_ERROR_STOP=1 "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
 psql -q -X -v ON_ERROR_STOP=1 "$RAW_URL" -f migrations/0001_events.up.sql -f migrations/0006_selective_reads.up.sql -c "CREATE SEQUENCE raw_number" >/dev/null
+# The same server, every migration: the tables the appender writes.
+SQL_URL=$(db_url "$ADMIN_URL" "${DB}_sql")
+psql -q -X -v ON_ERROR_STOP=1 "$ADMIN_URL" -c "DROP DATABASE IF EXISTS ${DB}_sql WITH (FORCE)" -c "CREATE DATABASE ${DB}_sql" >/dev/null
+for f in $(ls migrations/*.up.sql | sort); do
+	psql -q -X -v ON_ERROR_STOP=1 "$SQL_URL" -f "$f" >/dev/null
+done
 
 # The JSON document after its id: the attributes and ~DATA_BYTES of data,
 # the same shape as the events fossil bench posts.
@@ -71,15 +81,21 @@ lines=()
 for shape in $SHAPES; do
 	name=${shape%%:*}
 	clients=${shape##*:}
+	url=$RAW_URL reset="TRUNCATE fossil_events" opts=
 	case $name in
 	single) script=bench/raw_single.sql rows=1 ;;
+	lonesql)
+		script=bench/fossil_lone.sql rows=1 url=$SQL_URL opts="-c plan_cache_mode=force_generic_plan -c enable_seqscan=off -c jit=off"
+		reset="TRUNCATE fossil_events, fossil_streams CASCADE; UPDATE fossil_head SET last_number = 0, tree_size = 0"
+		[ "$clients" = 1 ] || { echo "pgbench.sh: lonesql runs with 1 client only" >&2; exit 2; }
+		;;
 	batch100) script=bench/raw_batch100.sql rows=100 ;;
 	*) echo "pgbench.sh: unknown shape $name" >&2; exit 2 ;;
 	esac
-	psql -q -X "$RAW_URL" -c "TRUNCATE fossil_events" -c "CHECKPOINT" >/dev/null
+	psql -q -X "$url" -c "$reset" -c "CHECKPOINT" >/dev/null
 	threads=$((clients < 2 ? clients : 2))
 	rm -f "$LOGS"/tx.*
-	out=$(cd "$LOGS" && pgbench -n -M prepared -c "$clients" -j "$threads" -T "$SECS" -l --log-prefix=tx -f "$OLDPWD/$script" -D "rest=$rest" "$RAW_URL" 2>&1) || {
+	out=$(cd "$LOGS" && PGOPTIONS="$PGOPTIONS $opts" pgbench -n -M prepared -c "$clients" -j "$threads" -T "$SECS" -l --log-prefix=tx -f "$OLDPWD/$script" -D "rest=$rest" -D n=0 "$url" 2>&1) || {
 		echo "$out" >&2
 		exit 1
 	}

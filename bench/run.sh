@@ -3,7 +3,8 @@
 #
 # 1. Raw PostgreSQL ceiling: bench/pgbench.sh (single-row INSERT transactions
 #    at 1/16/64 clients, 100-row INSERTs at 16 clients) in the scratch
-#    database fossil_bench_raw.
+#    database fossil_bench_raw, and the appender's lone-event statement
+#    (bench/fossil_lone.sql, 1 client) in fossil_bench_raw_sql.
 # 2. Fossil: bin/fossil server on the scratch database fossil_bench of the
 #    same PostgreSQL server, on 127.0.0.1 with a random port, and
 #    `fossil bench` for each target shape:
@@ -322,6 +323,7 @@ d99=$(j delivery .delivery_latency.p99_ms)
 	printf '%-34s %s\n' "catch-up replay, gRPC Subscribe" "$(num "$replay_grpc") events/s over $(j replay-grpc '.replay.events // 0') events — ≥ SSE ($(num "$replay")/s): $(yesno "$replay_grpc >= $replay")"
 	printf '%-34s %s\n' "$IDLE idle SSE subscribers" "$idle_open open, server RSS $(calc "printf \"%.0f\", $idle_rss / 1048576") MiB (idle server: $(calc "printf \"%.0f\", $idle_base / 1048576") MiB) — <1 GiB: $(yesno "$idle_open >= $IDLE && $idle_rss > 0 && $idle_rss < 1073741824")"
 	printf '%-34s %s\n' "raw 1-client INSERT tx latency" "p50 ${raw1_p50} ms, p99 ${raw1_p99} ms (pgbench -c 1)"
+	printf '%-34s %s\n' "Fossil's lone statement, pgbench" "$(num "$(raw lonesql 1)")/s, p50 $(raw_lat lonesql 1 p50) ms, p99 $(raw_lat lonesql 1 p99) ms (bench/fossil_lone.sql -c 1: PostgreSQL's share of the lone shape)"
 	printf '%-34s %s\n' "raw single-row INSERT tx" "1 client $(num "$raw1")/s, 16 clients $(num "$raw16")/s, 64 clients $(num "$raw64")/s"
 	printf '%-34s %s\n' "errors during the Fossil runs" "$total_errors"
 	echo
