@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/fossil-events/fossil/auth"
 	"github.com/fossil-events/fossil/collector"
@@ -352,6 +353,7 @@ func (s *Server) routes() *mux.Router {
 		AppendTimeout:  s.Config.AppendTimeout,
 		MaxMessage:     int(s.Config.MaxBody),
 		Ready:          s.ready,
+		Proofs:         rpcProofs{s.proofs},
 		WaitTimeout:    s.Config.WaitTimeout,
 		MaxWaitTimeout: s.Config.MaxWaitTimeout,
 		WaitAcks: func(ctx context.Context, numbers []int64, consumers []rpc.WaitConsumer) ([]string, error) {
@@ -384,6 +386,44 @@ func withConsole(api http.Handler) http.Handler {
 		}
 		api.ServeHTTP(w, r)
 	})
+}
+
+// rpcProofs serves the proof RPCs with the proof handler.
+type rpcProofs struct{ h *proof.Handler }
+
+func (p rpcProofs) Checkpoint(ctx context.Context) ([]byte, int64, []byte, error) {
+	signed, ts, err := p.h.Current(ctx)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	root := ts.Edge.Root()
+	return signed, ts.Size, root[:], nil
+}
+
+func (p rpcProofs) VerifierKey() string { return p.h.VerifierKey() }
+
+func (p rpcProofs) Inclusion(ctx context.Context, n, size int64, numberLoc, sizeLoc string) (int64, int64, []byte, [][]byte, error) {
+	ip, err := p.h.Inclusion(ctx, n, size, numberLoc, sizeLoc)
+	if err != nil {
+		return 0, 0, nil, nil, err
+	}
+	return ip.LeafIndex, ip.TreeSize, ip.LeafHash[:], hashes(ip.Proof), nil
+}
+
+func (p rpcProofs) Consistency(ctx context.Context, from, to int64, loc string) ([][]byte, error) {
+	cp, err := p.h.Consistency(ctx, from, to, loc)
+	if err != nil {
+		return nil, err
+	}
+	return hashes(cp.Proof), nil
+}
+
+func hashes(hs []tlog.Hash) [][]byte {
+	out := make([][]byte, len(hs))
+	for i := range hs {
+		out[i] = hs[i][:]
+	}
+	return out
 }
 
 // decodeRPC checks an event of the protobuf interface as POST /collect

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -116,18 +117,40 @@ func (h *Handler) Checkpoint(ctx context.Context, ts *store.TreeState) ([]byte, 
 
 // handleCheckpoint serves GET /checkpoint.
 func (h *Handler) handleCheckpoint(w http.ResponseWriter, r *http.Request) error {
-	ts, err := h.state(r.Context(), w)
+	signed, _, err := h.Current(r.Context())
 	if err != nil {
-		return err
-	}
-	signed, err := h.Checkpoint(r.Context(), ts)
-	if err != nil {
+		retryBuilding(w, err)
 		return err
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(signed)
 	return nil
+}
+
+// Current returns the signed checkpoint of the tree as committed, and the
+// tree state it signs. While the tree is being built it returns an error
+// of [fossil.ErrUnavailable].
+func (h *Handler) Current(ctx context.Context) ([]byte, *store.TreeState, error) {
+	ts, err := h.cfg.Store.TreeState(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ts.Complete() {
+		return nil, nil, errBuilding
+	}
+	signed, err := h.Checkpoint(ctx, ts)
+	return signed, ts, err
+}
+
+// VerifierKey returns the verifier key of the checkpoints' signer.
+func (h *Handler) VerifierKey() string { return h.cfg.VerifierKey }
+
+// retryBuilding tells a client to come back while the tree is being built.
+func retryBuilding(w http.ResponseWriter, err error) {
+	if errors.Is(err, errBuilding) {
+		w.Header().Set("Retry-After", "5")
+	}
 }
 
 // handleKey serves GET /checkpoint/key.
@@ -147,43 +170,56 @@ type InclusionProof struct {
 
 // handleInclusion serves GET /events/{n}/proof[?tree_size=S].
 func (h *Handler) handleInclusion(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
 	n, err := fossil.ParseEventNumber("path.number", mux.Vars(r)["number"])
 	if err != nil {
 		return err
-	}
-	if n < 1 {
-		return fossil.Invalid("path.number", "event numbers start at 1")
 	}
 	q := r.URL.Query()
 	if err := onlyParams(q, "tree_size"); err != nil {
 		return err
 	}
-	ts, stream, found, err := h.cfg.Store.TreeStateWithStream(ctx, n)
-	if err != nil {
-		return err
-	}
-	if !ts.Complete() {
-		w.Header().Set("Retry-After", "5")
-		return errBuilding
-	}
-	if n > ts.Size {
-		return fmt.Errorf("%w: event %d is beyond the newest event (%d)", fossil.ErrNotFound, n, ts.Size)
-	}
-	size := ts.Size
+	var size int64
 	if q.Has("tree_size") {
 		if size, err = positiveParam(q, "tree_size"); err != nil {
 			return err
 		}
-		if size < n || size > ts.Size {
-			return fossil.Invalid("query.tree_size", "tree_size must be between the event number %d and the newest event %d, got %d", n, ts.Size, size)
-		}
+	}
+	p, err := h.Inclusion(r.Context(), n, size, "path.number", "query.tree_size")
+	if err != nil {
+		retryBuilding(w, err)
+		return err
+	}
+	problem.WriteJSON(w, http.StatusOK, p)
+	return nil
+}
+
+// Inclusion proves that event n is in the tree of the given size (0: the
+// current checkpoint's), for a caller allowed to read its stream (the
+// context's grant). numberLoc and sizeLoc name the inputs in errors.
+func (h *Handler) Inclusion(ctx context.Context, n, size int64, numberLoc, sizeLoc string) (*InclusionProof, error) {
+	if n < 1 {
+		return nil, fossil.Invalid(numberLoc, "event numbers start at 1")
+	}
+	ts, stream, found, err := h.cfg.Store.TreeStateWithStream(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	if !ts.Complete() {
+		return nil, errBuilding
+	}
+	if n > ts.Size {
+		return nil, fmt.Errorf("%w: event %d is beyond the newest event (%d)", fossil.ErrNotFound, n, ts.Size)
+	}
+	if size == 0 {
+		size = ts.Size
+	} else if size < n || size > ts.Size {
+		return nil, fossil.Invalid(sizeLoc, "tree_size must be between the event number %d and the newest event %d, got %d", n, ts.Size, size)
 	}
 	if !found {
-		return fmt.Errorf("%w: event %d is not in the log", fossil.ErrNotFound, n)
+		return nil, fmt.Errorf("%w: event %d is not in the log", fossil.ErrNotFound, n)
 	}
 	if err := auth.CanRead(ctx, stream); err != nil {
-		return err
+		return nil, err
 	}
 	// One query: the proof's hashes and the leaf's.
 	reader := h.cfg.Store.HashReader(ctx)
@@ -197,20 +233,19 @@ func (h *Handler) handleInclusion(w http.ResponseWriter, r *http.Request) error 
 		return hs[:len(idx)], nil
 	}))
 	if err != nil {
-		return fmt.Errorf("prove event %d in tree of size %d: %w", n, size, err)
+		return nil, fmt.Errorf("prove event %d in tree of size %d: %w", n, size, err)
 	}
 	if leaf == nil { // a tree of one leaf needs no hash for its proof
 		hs, err := reader.ReadHashes([]int64{tlog.StoredHashIndex(0, n-1)})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		leaf = &hs[0]
 	}
 	if p == nil {
 		p = tlog.RecordProof{}
 	}
-	problem.WriteJSON(w, http.StatusOK, InclusionProof{LeafIndex: n - 1, TreeSize: size, LeafHash: *leaf, Proof: p})
-	return nil
+	return &InclusionProof{LeafIndex: n - 1, TreeSize: size, LeafHash: *leaf, Proof: p}, nil
 }
 
 // ConsistencyProof is the body of GET /proofs/consistency.
@@ -234,22 +269,36 @@ func (h *Handler) handleConsistency(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	ts, err := h.state(r.Context(), w)
+	p, err := h.Consistency(r.Context(), from, to, "query")
 	if err != nil {
+		retryBuilding(w, err)
 		return err
 	}
-	if from > to || to > ts.Size {
-		return fossil.Invalid("query", "want 0 < from <= to <= %d (the newest event), got from=%d to=%d", ts.Size, from, to)
-	}
-	p, err := tlog.ProveTree(to, from, h.cfg.Store.HashReader(r.Context()))
+	problem.WriteJSON(w, http.StatusOK, p)
+	return nil
+}
+
+// Consistency proves that the tree of size from is a prefix of the tree of
+// size to; loc names the pair in errors.
+func (h *Handler) Consistency(ctx context.Context, from, to int64, loc string) (*ConsistencyProof, error) {
+	ts, err := h.cfg.Store.TreeState(ctx)
 	if err != nil {
-		return fmt.Errorf("prove tree %d -> %d: %w", from, to, err)
+		return nil, err
+	}
+	if !ts.Complete() {
+		return nil, errBuilding
+	}
+	if from < 1 || from > to || to > ts.Size {
+		return nil, fossil.Invalid(loc, "want 0 < from <= to <= %d (the newest event), got from=%d to=%d", ts.Size, from, to)
+	}
+	p, err := tlog.ProveTree(to, from, h.cfg.Store.HashReader(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("prove tree %d -> %d: %w", from, to, err)
 	}
 	if p == nil {
 		p = tlog.TreeProof{}
 	}
-	problem.WriteJSON(w, http.StatusOK, ConsistencyProof{From: from, To: to, Proof: p})
-	return nil
+	return &ConsistencyProof{From: from, To: to, Proof: p}, nil
 }
 
 // handleTile serves GET /tile/{L}/{N}[.p/{W}]: hash tiles of height 8.

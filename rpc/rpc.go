@@ -59,6 +59,8 @@ type Config struct {
 	AppendTimeout time.Duration
 	// MaxMessage bounds a request message in bytes; 0 means 4 MiB.
 	MaxMessage int
+	// Proofs serves the proof RPCs; nil answers them UNAVAILABLE.
+	Proofs Proofs
 	// Ready reports whether the process can serve (the check of
 	// GET /readyz), for the gRPC health service; nil means always.
 	Ready func(context.Context) error

@@ -1174,6 +1174,350 @@ func (x *Consumer) GetCommittedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+type GetCheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCheckpointRequest) Reset() {
+	*x = GetCheckpointRequest{}
+	mi := &file_fossil_v1_fossil_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCheckpointRequest) ProtoMessage() {}
+
+func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fossil_v1_fossil_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*GetCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{20}
+}
+
+type Checkpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The signed note (C2SP tlog-checkpoint), byte for byte as
+	// GET /checkpoint serves it: verify it with note.Open and the key.
+	SignedNote []byte `protobuf:"bytes,1,opt,name=signed_note,json=signedNote,proto3" json:"signed_note,omitempty"`
+	// What it signs, for convenience: the tree size and root hash.
+	TreeSize uint64 `protobuf:"varint,2,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
+	RootHash []byte `protobuf:"bytes,3,opt,name=root_hash,json=rootHash,proto3" json:"root_hash,omitempty"`
+	// The verifier key (note.NewVerifier's format).
+	VerifierKey   string `protobuf:"bytes,4,opt,name=verifier_key,json=verifierKey,proto3" json:"verifier_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Checkpoint) Reset() {
+	*x = Checkpoint{}
+	mi := &file_fossil_v1_fossil_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Checkpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Checkpoint) ProtoMessage() {}
+
+func (x *Checkpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_fossil_v1_fossil_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
+func (*Checkpoint) Descriptor() ([]byte, []int) {
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Checkpoint) GetSignedNote() []byte {
+	if x != nil {
+		return x.SignedNote
+	}
+	return nil
+}
+
+func (x *Checkpoint) GetTreeSize() uint64 {
+	if x != nil {
+		return x.TreeSize
+	}
+	return 0
+}
+
+func (x *Checkpoint) GetRootHash() []byte {
+	if x != nil {
+		return x.RootHash
+	}
+	return nil
+}
+
+func (x *Checkpoint) GetVerifierKey() string {
+	if x != nil {
+		return x.VerifierKey
+	}
+	return ""
+}
+
+type ProveInclusionRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	EventNumber uint64                 `protobuf:"varint,1,opt,name=event_number,json=eventNumber,proto3" json:"event_number,omitempty"`
+	// The size of the tree to prove against; 0 means the current checkpoint's.
+	TreeSize      uint64 `protobuf:"varint,2,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProveInclusionRequest) Reset() {
+	*x = ProveInclusionRequest{}
+	mi := &file_fossil_v1_fossil_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProveInclusionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProveInclusionRequest) ProtoMessage() {}
+
+func (x *ProveInclusionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fossil_v1_fossil_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProveInclusionRequest.ProtoReflect.Descriptor instead.
+func (*ProveInclusionRequest) Descriptor() ([]byte, []int) {
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ProveInclusionRequest) GetEventNumber() uint64 {
+	if x != nil {
+		return x.EventNumber
+	}
+	return 0
+}
+
+func (x *ProveInclusionRequest) GetTreeSize() uint64 {
+	if x != nil {
+		return x.TreeSize
+	}
+	return 0
+}
+
+// InclusionProof is accepted by tlog.CheckRecord against the root of a
+// tree of tree_size.
+type InclusionProof struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LeafIndex     uint64                 `protobuf:"varint,1,opt,name=leaf_index,json=leafIndex,proto3" json:"leaf_index,omitempty"`
+	TreeSize      uint64                 `protobuf:"varint,2,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
+	LeafHash      []byte                 `protobuf:"bytes,3,opt,name=leaf_hash,json=leafHash,proto3" json:"leaf_hash,omitempty"`
+	Proof         [][]byte               `protobuf:"bytes,4,rep,name=proof,proto3" json:"proof,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InclusionProof) Reset() {
+	*x = InclusionProof{}
+	mi := &file_fossil_v1_fossil_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InclusionProof) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InclusionProof) ProtoMessage() {}
+
+func (x *InclusionProof) ProtoReflect() protoreflect.Message {
+	mi := &file_fossil_v1_fossil_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InclusionProof.ProtoReflect.Descriptor instead.
+func (*InclusionProof) Descriptor() ([]byte, []int) {
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *InclusionProof) GetLeafIndex() uint64 {
+	if x != nil {
+		return x.LeafIndex
+	}
+	return 0
+}
+
+func (x *InclusionProof) GetTreeSize() uint64 {
+	if x != nil {
+		return x.TreeSize
+	}
+	return 0
+}
+
+func (x *InclusionProof) GetLeafHash() []byte {
+	if x != nil {
+		return x.LeafHash
+	}
+	return nil
+}
+
+func (x *InclusionProof) GetProof() [][]byte {
+	if x != nil {
+		return x.Proof
+	}
+	return nil
+}
+
+type ProveConsistencyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          uint64                 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
+	To            uint64                 `protobuf:"varint,2,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProveConsistencyRequest) Reset() {
+	*x = ProveConsistencyRequest{}
+	mi := &file_fossil_v1_fossil_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProveConsistencyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProveConsistencyRequest) ProtoMessage() {}
+
+func (x *ProveConsistencyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fossil_v1_fossil_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProveConsistencyRequest.ProtoReflect.Descriptor instead.
+func (*ProveConsistencyRequest) Descriptor() ([]byte, []int) {
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ProveConsistencyRequest) GetFrom() uint64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *ProveConsistencyRequest) GetTo() uint64 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+// ConsistencyProof is accepted by tlog.CheckTree.
+type ConsistencyProof struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          uint64                 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
+	To            uint64                 `protobuf:"varint,2,opt,name=to,proto3" json:"to,omitempty"`
+	Proof         [][]byte               `protobuf:"bytes,3,rep,name=proof,proto3" json:"proof,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsistencyProof) Reset() {
+	*x = ConsistencyProof{}
+	mi := &file_fossil_v1_fossil_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsistencyProof) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsistencyProof) ProtoMessage() {}
+
+func (x *ConsistencyProof) ProtoReflect() protoreflect.Message {
+	mi := &file_fossil_v1_fossil_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsistencyProof.ProtoReflect.Descriptor instead.
+func (*ConsistencyProof) Descriptor() ([]byte, []int) {
+	return file_fossil_v1_fossil_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ConsistencyProof) GetFrom() uint64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *ConsistencyProof) GetTo() uint64 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+func (x *ConsistencyProof) GetProof() [][]byte {
+	if x != nil {
+		return x.Proof
+	}
+	return nil
+}
+
 var File_fossil_v1_fossil_proto protoreflect.FileDescriptor
 
 const file_fossil_v1_fossil_proto_rawDesc = "" +
@@ -1253,7 +1597,31 @@ const file_fossil_v1_fossil_proto_rawDesc = "" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x10\n" +
 	"\x03lag\x18\x03 \x01(\x04R\x03lag\x12\x1c\n" +
 	"\tconnected\x18\x04 \x01(\bR\tconnected\x12=\n" +
-	"\fcommitted_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt2\xeb\x04\n" +
+	"\fcommitted_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt\"\x16\n" +
+	"\x14GetCheckpointRequest\"\x8a\x01\n" +
+	"\n" +
+	"Checkpoint\x12\x1f\n" +
+	"\vsigned_note\x18\x01 \x01(\fR\n" +
+	"signedNote\x12\x1b\n" +
+	"\ttree_size\x18\x02 \x01(\x04R\btreeSize\x12\x1b\n" +
+	"\troot_hash\x18\x03 \x01(\fR\brootHash\x12!\n" +
+	"\fverifier_key\x18\x04 \x01(\tR\vverifierKey\"W\n" +
+	"\x15ProveInclusionRequest\x12!\n" +
+	"\fevent_number\x18\x01 \x01(\x04R\veventNumber\x12\x1b\n" +
+	"\ttree_size\x18\x02 \x01(\x04R\btreeSize\"\x7f\n" +
+	"\x0eInclusionProof\x12\x1d\n" +
+	"\n" +
+	"leaf_index\x18\x01 \x01(\x04R\tleafIndex\x12\x1b\n" +
+	"\ttree_size\x18\x02 \x01(\x04R\btreeSize\x12\x1b\n" +
+	"\tleaf_hash\x18\x03 \x01(\fR\bleafHash\x12\x14\n" +
+	"\x05proof\x18\x04 \x03(\fR\x05proof\"=\n" +
+	"\x17ProveConsistencyRequest\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\x04R\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\x04R\x02to\"L\n" +
+	"\x10ConsistencyProof\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\x04R\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\x04R\x02to\x12\x14\n" +
+	"\x05proof\x18\x03 \x03(\fR\x05proof2\xd8\x06\n" +
 	"\n" +
 	"EventStore\x12@\n" +
 	"\aCollect\x12\x19.fossil.v1.CollectRequest\x1a\x1a.fossil.v1.CollectResponse\x12P\n" +
@@ -1265,7 +1633,10 @@ const file_fossil_v1_fossil_proto_rawDesc = "" +
 	"\tSubscribe\x12\x1b.fossil.v1.SubscribeRequest\x1a\x1c.fossil.v1.SubscribeResponse0\x01\x12=\n" +
 	"\x06Commit\x12\x18.fossil.v1.CommitRequest\x1a\x19.fossil.v1.CommitResponse\x124\n" +
 	"\x03Ack\x12\x15.fossil.v1.AckRequest\x1a\x16.fossil.v1.AckResponse\x12A\n" +
-	"\vGetConsumer\x12\x1d.fossil.v1.GetConsumerRequest\x1a\x13.fossil.v1.ConsumerB:Z8github.com/fossil-events/fossil/proto/fossil/v1;fossilv1b\x06proto3"
+	"\vGetConsumer\x12\x1d.fossil.v1.GetConsumerRequest\x1a\x13.fossil.v1.Consumer\x12G\n" +
+	"\rGetCheckpoint\x12\x1f.fossil.v1.GetCheckpointRequest\x1a\x15.fossil.v1.Checkpoint\x12M\n" +
+	"\x0eProveInclusion\x12 .fossil.v1.ProveInclusionRequest\x1a\x19.fossil.v1.InclusionProof\x12S\n" +
+	"\x10ProveConsistency\x12\".fossil.v1.ProveConsistencyRequest\x1a\x1b.fossil.v1.ConsistencyProofB:Z8github.com/fossil-events/fossil/proto/fossil/v1;fossilv1b\x06proto3"
 
 var (
 	file_fossil_v1_fossil_proto_rawDescOnce sync.Once
@@ -1279,44 +1650,50 @@ func file_fossil_v1_fossil_proto_rawDescGZIP() []byte {
 	return file_fossil_v1_fossil_proto_rawDescData
 }
 
-var file_fossil_v1_fossil_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_fossil_v1_fossil_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_fossil_v1_fossil_proto_goTypes = []any{
-	(*CollectRequest)(nil),        // 0: fossil.v1.CollectRequest
-	(*WaitConsumer)(nil),          // 1: fossil.v1.WaitConsumer
-	(*CollectResponse)(nil),       // 2: fossil.v1.CollectResponse
-	(*CollectStreamResponse)(nil), // 3: fossil.v1.CollectStreamResponse
-	(*Error)(nil),                 // 4: fossil.v1.Error
-	(*Position)(nil),              // 5: fossil.v1.Position
-	(*Event)(nil),                 // 6: fossil.v1.Event
-	(*GetEventRequest)(nil),       // 7: fossil.v1.GetEventRequest
-	(*GetEventResponse)(nil),      // 8: fossil.v1.GetEventResponse
-	(*ReadStreamRequest)(nil),     // 9: fossil.v1.ReadStreamRequest
-	(*ReadLogRequest)(nil),        // 10: fossil.v1.ReadLogRequest
-	(*ReadResponse)(nil),          // 11: fossil.v1.ReadResponse
-	(*SubscribeRequest)(nil),      // 12: fossil.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),     // 13: fossil.v1.SubscribeResponse
-	(*CommitRequest)(nil),         // 14: fossil.v1.CommitRequest
-	(*CommitResponse)(nil),        // 15: fossil.v1.CommitResponse
-	(*AckRequest)(nil),            // 16: fossil.v1.AckRequest
-	(*AckResponse)(nil),           // 17: fossil.v1.AckResponse
-	(*GetConsumerRequest)(nil),    // 18: fossil.v1.GetConsumerRequest
-	(*Consumer)(nil),              // 19: fossil.v1.Consumer
-	(*pb.CloudEvent)(nil),         // 20: io.cloudevents.v1.CloudEvent
-	(*structpb.Struct)(nil),       // 21: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*CollectRequest)(nil),          // 0: fossil.v1.CollectRequest
+	(*WaitConsumer)(nil),            // 1: fossil.v1.WaitConsumer
+	(*CollectResponse)(nil),         // 2: fossil.v1.CollectResponse
+	(*CollectStreamResponse)(nil),   // 3: fossil.v1.CollectStreamResponse
+	(*Error)(nil),                   // 4: fossil.v1.Error
+	(*Position)(nil),                // 5: fossil.v1.Position
+	(*Event)(nil),                   // 6: fossil.v1.Event
+	(*GetEventRequest)(nil),         // 7: fossil.v1.GetEventRequest
+	(*GetEventResponse)(nil),        // 8: fossil.v1.GetEventResponse
+	(*ReadStreamRequest)(nil),       // 9: fossil.v1.ReadStreamRequest
+	(*ReadLogRequest)(nil),          // 10: fossil.v1.ReadLogRequest
+	(*ReadResponse)(nil),            // 11: fossil.v1.ReadResponse
+	(*SubscribeRequest)(nil),        // 12: fossil.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),       // 13: fossil.v1.SubscribeResponse
+	(*CommitRequest)(nil),           // 14: fossil.v1.CommitRequest
+	(*CommitResponse)(nil),          // 15: fossil.v1.CommitResponse
+	(*AckRequest)(nil),              // 16: fossil.v1.AckRequest
+	(*AckResponse)(nil),             // 17: fossil.v1.AckResponse
+	(*GetConsumerRequest)(nil),      // 18: fossil.v1.GetConsumerRequest
+	(*Consumer)(nil),                // 19: fossil.v1.Consumer
+	(*GetCheckpointRequest)(nil),    // 20: fossil.v1.GetCheckpointRequest
+	(*Checkpoint)(nil),              // 21: fossil.v1.Checkpoint
+	(*ProveInclusionRequest)(nil),   // 22: fossil.v1.ProveInclusionRequest
+	(*InclusionProof)(nil),          // 23: fossil.v1.InclusionProof
+	(*ProveConsistencyRequest)(nil), // 24: fossil.v1.ProveConsistencyRequest
+	(*ConsistencyProof)(nil),        // 25: fossil.v1.ConsistencyProof
+	(*pb.CloudEvent)(nil),           // 26: io.cloudevents.v1.CloudEvent
+	(*structpb.Struct)(nil),         // 27: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),   // 28: google.protobuf.Timestamp
 }
 var file_fossil_v1_fossil_proto_depIdxs = []int32{
-	20, // 0: fossil.v1.CollectRequest.events:type_name -> io.cloudevents.v1.CloudEvent
+	26, // 0: fossil.v1.CollectRequest.events:type_name -> io.cloudevents.v1.CloudEvent
 	1,  // 1: fossil.v1.CollectRequest.wait_consumers:type_name -> fossil.v1.WaitConsumer
 	5,  // 2: fossil.v1.CollectResponse.events:type_name -> fossil.v1.Position
 	2,  // 3: fossil.v1.CollectStreamResponse.result:type_name -> fossil.v1.CollectResponse
 	4,  // 4: fossil.v1.CollectStreamResponse.error:type_name -> fossil.v1.Error
-	21, // 5: fossil.v1.Error.problem:type_name -> google.protobuf.Struct
-	20, // 6: fossil.v1.Event.event:type_name -> io.cloudevents.v1.CloudEvent
+	27, // 5: fossil.v1.Error.problem:type_name -> google.protobuf.Struct
+	26, // 6: fossil.v1.Event.event:type_name -> io.cloudevents.v1.CloudEvent
 	6,  // 7: fossil.v1.GetEventResponse.event:type_name -> fossil.v1.Event
 	6,  // 8: fossil.v1.ReadResponse.events:type_name -> fossil.v1.Event
 	6,  // 9: fossil.v1.SubscribeResponse.events:type_name -> fossil.v1.Event
-	22, // 10: fossil.v1.Consumer.committed_at:type_name -> google.protobuf.Timestamp
+	28, // 10: fossil.v1.Consumer.committed_at:type_name -> google.protobuf.Timestamp
 	0,  // 11: fossil.v1.EventStore.Collect:input_type -> fossil.v1.CollectRequest
 	0,  // 12: fossil.v1.EventStore.CollectStream:input_type -> fossil.v1.CollectRequest
 	7,  // 13: fossil.v1.EventStore.GetEvent:input_type -> fossil.v1.GetEventRequest
@@ -1326,17 +1703,23 @@ var file_fossil_v1_fossil_proto_depIdxs = []int32{
 	14, // 17: fossil.v1.EventStore.Commit:input_type -> fossil.v1.CommitRequest
 	16, // 18: fossil.v1.EventStore.Ack:input_type -> fossil.v1.AckRequest
 	18, // 19: fossil.v1.EventStore.GetConsumer:input_type -> fossil.v1.GetConsumerRequest
-	2,  // 20: fossil.v1.EventStore.Collect:output_type -> fossil.v1.CollectResponse
-	3,  // 21: fossil.v1.EventStore.CollectStream:output_type -> fossil.v1.CollectStreamResponse
-	8,  // 22: fossil.v1.EventStore.GetEvent:output_type -> fossil.v1.GetEventResponse
-	11, // 23: fossil.v1.EventStore.ReadStream:output_type -> fossil.v1.ReadResponse
-	11, // 24: fossil.v1.EventStore.ReadLog:output_type -> fossil.v1.ReadResponse
-	13, // 25: fossil.v1.EventStore.Subscribe:output_type -> fossil.v1.SubscribeResponse
-	15, // 26: fossil.v1.EventStore.Commit:output_type -> fossil.v1.CommitResponse
-	17, // 27: fossil.v1.EventStore.Ack:output_type -> fossil.v1.AckResponse
-	19, // 28: fossil.v1.EventStore.GetConsumer:output_type -> fossil.v1.Consumer
-	20, // [20:29] is the sub-list for method output_type
-	11, // [11:20] is the sub-list for method input_type
+	20, // 20: fossil.v1.EventStore.GetCheckpoint:input_type -> fossil.v1.GetCheckpointRequest
+	22, // 21: fossil.v1.EventStore.ProveInclusion:input_type -> fossil.v1.ProveInclusionRequest
+	24, // 22: fossil.v1.EventStore.ProveConsistency:input_type -> fossil.v1.ProveConsistencyRequest
+	2,  // 23: fossil.v1.EventStore.Collect:output_type -> fossil.v1.CollectResponse
+	3,  // 24: fossil.v1.EventStore.CollectStream:output_type -> fossil.v1.CollectStreamResponse
+	8,  // 25: fossil.v1.EventStore.GetEvent:output_type -> fossil.v1.GetEventResponse
+	11, // 26: fossil.v1.EventStore.ReadStream:output_type -> fossil.v1.ReadResponse
+	11, // 27: fossil.v1.EventStore.ReadLog:output_type -> fossil.v1.ReadResponse
+	13, // 28: fossil.v1.EventStore.Subscribe:output_type -> fossil.v1.SubscribeResponse
+	15, // 29: fossil.v1.EventStore.Commit:output_type -> fossil.v1.CommitResponse
+	17, // 30: fossil.v1.EventStore.Ack:output_type -> fossil.v1.AckResponse
+	19, // 31: fossil.v1.EventStore.GetConsumer:output_type -> fossil.v1.Consumer
+	21, // 32: fossil.v1.EventStore.GetCheckpoint:output_type -> fossil.v1.Checkpoint
+	23, // 33: fossil.v1.EventStore.ProveInclusion:output_type -> fossil.v1.InclusionProof
+	25, // 34: fossil.v1.EventStore.ProveConsistency:output_type -> fossil.v1.ConsistencyProof
+	23, // [23:35] is the sub-list for method output_type
+	11, // [11:23] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name
@@ -1356,7 +1739,7 @@ func file_fossil_v1_fossil_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fossil_v1_fossil_proto_rawDesc), len(file_fossil_v1_fossil_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

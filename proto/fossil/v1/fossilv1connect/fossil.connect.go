@@ -56,6 +56,15 @@ const (
 	EventStoreAckProcedure = "/fossil.v1.EventStore/Ack"
 	// EventStoreGetConsumerProcedure is the fully-qualified name of the EventStore's GetConsumer RPC.
 	EventStoreGetConsumerProcedure = "/fossil.v1.EventStore/GetConsumer"
+	// EventStoreGetCheckpointProcedure is the fully-qualified name of the EventStore's GetCheckpoint
+	// RPC.
+	EventStoreGetCheckpointProcedure = "/fossil.v1.EventStore/GetCheckpoint"
+	// EventStoreProveInclusionProcedure is the fully-qualified name of the EventStore's ProveInclusion
+	// RPC.
+	EventStoreProveInclusionProcedure = "/fossil.v1.EventStore/ProveInclusion"
+	// EventStoreProveConsistencyProcedure is the fully-qualified name of the EventStore's
+	// ProveConsistency RPC.
+	EventStoreProveConsistencyProcedure = "/fossil.v1.EventStore/ProveConsistency"
 )
 
 // EventStoreClient is a client for the fossil.v1.EventStore service.
@@ -105,6 +114,19 @@ type EventStoreClient interface {
 	Ack(context.Context, *connect.Request[v1.AckRequest]) (*connect.Response[v1.AckResponse], error)
 	// GetConsumer returns a consumer's state (GET /consumer/{name}).
 	GetConsumer(context.Context, *connect.Request[v1.GetConsumerRequest]) (*connect.Response[v1.Consumer], error)
+	// GetCheckpoint returns the log's signed checkpoint (GET /checkpoint)
+	// and the verifier key (GET /checkpoint/key). UNAVAILABLE while the
+	// Merkle tree of an existing log is being built.
+	GetCheckpoint(context.Context, *connect.Request[v1.GetCheckpointRequest]) (*connect.Response[v1.Checkpoint], error)
+	// ProveInclusion proves that an event is in the log
+	// (GET /events/{n}/proof): NOT_FOUND for an unknown event or one beyond
+	// the newest, INVALID_ARGUMENT for a tree_size below the event number or
+	// beyond the newest event.
+	ProveInclusion(context.Context, *connect.Request[v1.ProveInclusionRequest]) (*connect.Response[v1.InclusionProof], error)
+	// ProveConsistency proves that a tree extends a smaller one
+	// (GET /proofs/consistency): INVALID_ARGUMENT unless
+	// 0 < from <= to <= the newest event.
+	ProveConsistency(context.Context, *connect.Request[v1.ProveConsistencyRequest]) (*connect.Response[v1.ConsistencyProof], error)
 }
 
 // NewEventStoreClient constructs a client for the fossil.v1.EventStore service. By default, it uses
@@ -172,20 +194,41 @@ func NewEventStoreClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(eventStoreMethods.ByName("GetConsumer")),
 			connect.WithClientOptions(opts...),
 		),
+		getCheckpoint: connect.NewClient[v1.GetCheckpointRequest, v1.Checkpoint](
+			httpClient,
+			baseURL+EventStoreGetCheckpointProcedure,
+			connect.WithSchema(eventStoreMethods.ByName("GetCheckpoint")),
+			connect.WithClientOptions(opts...),
+		),
+		proveInclusion: connect.NewClient[v1.ProveInclusionRequest, v1.InclusionProof](
+			httpClient,
+			baseURL+EventStoreProveInclusionProcedure,
+			connect.WithSchema(eventStoreMethods.ByName("ProveInclusion")),
+			connect.WithClientOptions(opts...),
+		),
+		proveConsistency: connect.NewClient[v1.ProveConsistencyRequest, v1.ConsistencyProof](
+			httpClient,
+			baseURL+EventStoreProveConsistencyProcedure,
+			connect.WithSchema(eventStoreMethods.ByName("ProveConsistency")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // eventStoreClient implements EventStoreClient.
 type eventStoreClient struct {
-	collect       *connect.Client[v1.CollectRequest, v1.CollectResponse]
-	collectStream *connect.Client[v1.CollectRequest, v1.CollectStreamResponse]
-	getEvent      *connect.Client[v1.GetEventRequest, v1.GetEventResponse]
-	readStream    *connect.Client[v1.ReadStreamRequest, v1.ReadResponse]
-	readLog       *connect.Client[v1.ReadLogRequest, v1.ReadResponse]
-	subscribe     *connect.Client[v1.SubscribeRequest, v1.SubscribeResponse]
-	commit        *connect.Client[v1.CommitRequest, v1.CommitResponse]
-	ack           *connect.Client[v1.AckRequest, v1.AckResponse]
-	getConsumer   *connect.Client[v1.GetConsumerRequest, v1.Consumer]
+	collect          *connect.Client[v1.CollectRequest, v1.CollectResponse]
+	collectStream    *connect.Client[v1.CollectRequest, v1.CollectStreamResponse]
+	getEvent         *connect.Client[v1.GetEventRequest, v1.GetEventResponse]
+	readStream       *connect.Client[v1.ReadStreamRequest, v1.ReadResponse]
+	readLog          *connect.Client[v1.ReadLogRequest, v1.ReadResponse]
+	subscribe        *connect.Client[v1.SubscribeRequest, v1.SubscribeResponse]
+	commit           *connect.Client[v1.CommitRequest, v1.CommitResponse]
+	ack              *connect.Client[v1.AckRequest, v1.AckResponse]
+	getConsumer      *connect.Client[v1.GetConsumerRequest, v1.Consumer]
+	getCheckpoint    *connect.Client[v1.GetCheckpointRequest, v1.Checkpoint]
+	proveInclusion   *connect.Client[v1.ProveInclusionRequest, v1.InclusionProof]
+	proveConsistency *connect.Client[v1.ProveConsistencyRequest, v1.ConsistencyProof]
 }
 
 // Collect calls fossil.v1.EventStore.Collect.
@@ -231,6 +274,21 @@ func (c *eventStoreClient) Ack(ctx context.Context, req *connect.Request[v1.AckR
 // GetConsumer calls fossil.v1.EventStore.GetConsumer.
 func (c *eventStoreClient) GetConsumer(ctx context.Context, req *connect.Request[v1.GetConsumerRequest]) (*connect.Response[v1.Consumer], error) {
 	return c.getConsumer.CallUnary(ctx, req)
+}
+
+// GetCheckpoint calls fossil.v1.EventStore.GetCheckpoint.
+func (c *eventStoreClient) GetCheckpoint(ctx context.Context, req *connect.Request[v1.GetCheckpointRequest]) (*connect.Response[v1.Checkpoint], error) {
+	return c.getCheckpoint.CallUnary(ctx, req)
+}
+
+// ProveInclusion calls fossil.v1.EventStore.ProveInclusion.
+func (c *eventStoreClient) ProveInclusion(ctx context.Context, req *connect.Request[v1.ProveInclusionRequest]) (*connect.Response[v1.InclusionProof], error) {
+	return c.proveInclusion.CallUnary(ctx, req)
+}
+
+// ProveConsistency calls fossil.v1.EventStore.ProveConsistency.
+func (c *eventStoreClient) ProveConsistency(ctx context.Context, req *connect.Request[v1.ProveConsistencyRequest]) (*connect.Response[v1.ConsistencyProof], error) {
+	return c.proveConsistency.CallUnary(ctx, req)
 }
 
 // EventStoreHandler is an implementation of the fossil.v1.EventStore service.
@@ -280,6 +338,19 @@ type EventStoreHandler interface {
 	Ack(context.Context, *connect.Request[v1.AckRequest]) (*connect.Response[v1.AckResponse], error)
 	// GetConsumer returns a consumer's state (GET /consumer/{name}).
 	GetConsumer(context.Context, *connect.Request[v1.GetConsumerRequest]) (*connect.Response[v1.Consumer], error)
+	// GetCheckpoint returns the log's signed checkpoint (GET /checkpoint)
+	// and the verifier key (GET /checkpoint/key). UNAVAILABLE while the
+	// Merkle tree of an existing log is being built.
+	GetCheckpoint(context.Context, *connect.Request[v1.GetCheckpointRequest]) (*connect.Response[v1.Checkpoint], error)
+	// ProveInclusion proves that an event is in the log
+	// (GET /events/{n}/proof): NOT_FOUND for an unknown event or one beyond
+	// the newest, INVALID_ARGUMENT for a tree_size below the event number or
+	// beyond the newest event.
+	ProveInclusion(context.Context, *connect.Request[v1.ProveInclusionRequest]) (*connect.Response[v1.InclusionProof], error)
+	// ProveConsistency proves that a tree extends a smaller one
+	// (GET /proofs/consistency): INVALID_ARGUMENT unless
+	// 0 < from <= to <= the newest event.
+	ProveConsistency(context.Context, *connect.Request[v1.ProveConsistencyRequest]) (*connect.Response[v1.ConsistencyProof], error)
 }
 
 // NewEventStoreHandler builds an HTTP handler from the service implementation. It returns the path
@@ -343,6 +414,24 @@ func NewEventStoreHandler(svc EventStoreHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(eventStoreMethods.ByName("GetConsumer")),
 		connect.WithHandlerOptions(opts...),
 	)
+	eventStoreGetCheckpointHandler := connect.NewUnaryHandler(
+		EventStoreGetCheckpointProcedure,
+		svc.GetCheckpoint,
+		connect.WithSchema(eventStoreMethods.ByName("GetCheckpoint")),
+		connect.WithHandlerOptions(opts...),
+	)
+	eventStoreProveInclusionHandler := connect.NewUnaryHandler(
+		EventStoreProveInclusionProcedure,
+		svc.ProveInclusion,
+		connect.WithSchema(eventStoreMethods.ByName("ProveInclusion")),
+		connect.WithHandlerOptions(opts...),
+	)
+	eventStoreProveConsistencyHandler := connect.NewUnaryHandler(
+		EventStoreProveConsistencyProcedure,
+		svc.ProveConsistency,
+		connect.WithSchema(eventStoreMethods.ByName("ProveConsistency")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/fossil.v1.EventStore/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case EventStoreCollectProcedure:
@@ -363,6 +452,12 @@ func NewEventStoreHandler(svc EventStoreHandler, opts ...connect.HandlerOption) 
 			eventStoreAckHandler.ServeHTTP(w, r)
 		case EventStoreGetConsumerProcedure:
 			eventStoreGetConsumerHandler.ServeHTTP(w, r)
+		case EventStoreGetCheckpointProcedure:
+			eventStoreGetCheckpointHandler.ServeHTTP(w, r)
+		case EventStoreProveInclusionProcedure:
+			eventStoreProveInclusionHandler.ServeHTTP(w, r)
+		case EventStoreProveConsistencyProcedure:
+			eventStoreProveConsistencyHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -406,4 +501,16 @@ func (UnimplementedEventStoreHandler) Ack(context.Context, *connect.Request[v1.A
 
 func (UnimplementedEventStoreHandler) GetConsumer(context.Context, *connect.Request[v1.GetConsumerRequest]) (*connect.Response[v1.Consumer], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("fossil.v1.EventStore.GetConsumer is not implemented"))
+}
+
+func (UnimplementedEventStoreHandler) GetCheckpoint(context.Context, *connect.Request[v1.GetCheckpointRequest]) (*connect.Response[v1.Checkpoint], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("fossil.v1.EventStore.GetCheckpoint is not implemented"))
+}
+
+func (UnimplementedEventStoreHandler) ProveInclusion(context.Context, *connect.Request[v1.ProveInclusionRequest]) (*connect.Response[v1.InclusionProof], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("fossil.v1.EventStore.ProveInclusion is not implemented"))
+}
+
+func (UnimplementedEventStoreHandler) ProveConsistency(context.Context, *connect.Request[v1.ProveConsistencyRequest]) (*connect.Response[v1.ConsistencyProof], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("fossil.v1.EventStore.ProveConsistency is not implemented"))
 }
