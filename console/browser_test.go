@@ -126,7 +126,7 @@ func newTab(t *testing.T, base string) *tab {
 // do runs actions with a time limit.
 func (tb *tab) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	tb.t.Helper()
-	ctx, cancel := context.WithTimeout(tb.ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(tb.ctx, 45*time.Second)
 	defer cancel()
 	if err := chromedp.Do(ctx, actions...); err != nil {
 		tb.t.Fatalf("%s: %v\npage text:\n%s", what, err, tb.text("main"))
@@ -155,9 +155,9 @@ func (tb *tab) waitText(sel string, want ...string) {
 		conds = append(conds, fmt.Sprintf(`e.innerText.includes(%q)`, w))
 	}
 	expr := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return !!e && %s; })()`, sel, strings.Join(conds, " && "))
-	ctx, cancel := context.WithTimeout(tb.ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(tb.ctx, 45*time.Second)
 	defer cancel()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(40*time.Second))); err != nil {
 		tb.t.Fatalf("waiting for %q in %s: %v\npage text:\n%s", want, sel, err, tb.text("main"))
 	}
 }
@@ -165,9 +165,9 @@ func (tb *tab) waitText(sel string, want ...string) {
 // waitJS waits until a JavaScript expression is true.
 func (tb *tab) waitJS(expr string) {
 	tb.t.Helper()
-	ctx, cancel := context.WithTimeout(tb.ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(tb.ctx, 45*time.Second)
 	defer cancel()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(40*time.Second))); err != nil {
 		tb.t.Fatalf("waiting for %s: %v\npage text:\n%s", expr, err, tb.text("main"))
 	}
 }
@@ -194,7 +194,7 @@ func (tb *tab) screenshot(name string) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		tb.t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(tb.ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(tb.ctx, 45*time.Second)
 	defer cancel()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {

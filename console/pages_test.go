@@ -85,7 +85,7 @@ func seed(t *testing.T, srv *testserver.Server) seeded {
 		t.Fatalf("subscription: %d %s", code, body)
 	}
 	s.sub = strings.TrimPrefix(hd.Get("Location"), "/subscriptions/")
-	testserver.Eventually(t, 15*time.Second, "the subscription's events parked", func() bool {
+	testserver.Eventually(t, 30*time.Second, "the subscription's events parked", func() bool {
 		_, _, body := call(t, http.MethodGet, srv.URL+"/subscriptions/"+s.sub, "", "")
 		var sub struct {
 			Status struct{ Parked int } `json:"status"`
