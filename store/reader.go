@@ -188,12 +188,24 @@ func (r *Reader) estimateWindow(ctx context.Context, through int64, limit int) e
 }
 
 func (r *Reader) readGlobal(ctx context.Context, after, through int64, limit int) ([]*fossil.Event, int64, error) {
-	page, err := r.s.ReadLog(ctx, ReadLogParams{After: after, Through: through, Limit: limit, MaxBytes: r.maxBytes()})
+	rows, cut := r.pageRows(limit)
+	var page []*fossil.Event
+	var err error
+	if cut {
+		page, err = r.s.ReadLog(ctx, ReadLogParams{After: after, Through: through, Limit: limit, MaxBytes: r.maxBytes()})
+	} else {
+		page, err = r.s.routePage(ctx, after, through, rows, r.maxBytes(), readLogUncut)
+	}
 	if err != nil {
 		return nil, after, err
 	}
+	var size int64
+	for _, e := range page {
+		size += int64(len(e.Doc))
+		r.longest = max(r.longest, len(e.Doc))
+	}
 	scanned := through
-	if PageFull(page, limit, r.maxBytes()) {
+	if len(page) >= rows || size >= r.maxBytes() {
 		scanned = page[len(page)-1].Number
 	}
 	if r.match == nil {
@@ -206,6 +218,24 @@ func (r *Reader) readGlobal(ctx context.Context, after, through int64, limit int
 		}
 	}
 	return out, scanned, nil
+}
+
+// readLogUncutSQL is a page of the log in (after, through] without the
+// byte cut (see [Reader.pageRows]).
+const readLogUncutSQL = `SELECT ` + eventColumns + ` FROM fossil_events WHERE number > $1 AND number <= $2 ORDER BY number LIMIT $3`
+
+// readLogUncut reads a page of the log with readLogUncutSQL; through is
+// never 0 here (a Reader reads up to a known head).
+func readLogUncut(ctx context.Context, db pageDB, after, through int64, limit int, maxBytes int64) ([]*fossil.Event, error) {
+	rows, err := db.query(ctx, readLogUncutSQL, after, through, limit)
+	if err != nil {
+		return nil, interpretError(fmt.Errorf("read log: %w", err))
+	}
+	events, err := collectEvents(rows, limit, maxBytes)
+	if err != nil {
+		return nil, interpretError(fmt.Errorf("read log: %w", err))
+	}
+	return events, nil
 }
 
 // selectivePageSQL reads the next page of a set of streams: for each name,
@@ -282,6 +312,7 @@ func (s *Store) readStreams(ctx context.Context, names []string, after, end int6
 func init() {
 	replicaSQL[streamPageSQL] = replicaGuard(streamPageSQL, `stream COLLATE "C", number`, `$3`)
 	replicaSQL[selectivePageSQL] = replicaGuard(selectivePageSQL, `number`, `$3`)
+	replicaSQL[readLogUncutSQL] = replicaGuard(readLogUncutSQL, `number`, `$2`)
 }
 
 func (r *Reader) maxBytes() int64 {

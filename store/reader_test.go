@@ -358,6 +358,17 @@ func TestReaderBoundsPageBytes(t *testing.T) {
 // and put the next pages back on the cut.
 func TestReaderPagesWithoutTheCut(t *testing.T) {
 	t.Parallel()
+	// s reads its one stream through the (stream, number) index; {+all}
+	// reads the log by number.
+	for _, template := range []string{"s", "{+all}"} {
+		t.Run(template, func(t *testing.T) {
+			t.Parallel()
+			testReaderPagesWithoutTheCut(t, template)
+		})
+	}
+}
+
+func testReaderPagesWithoutTheCut(t *testing.T, template string) {
 	b := setupAppend(t, AppenderConfig{})
 	ctx := context.Background()
 	var want []int64
@@ -373,7 +384,7 @@ func TestReaderPagesWithoutTheCut(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if stream == "s" {
+		if stream == "s" || template == "{+all}" {
 			for _, e := range res.Events {
 				want = append(want, e.Number)
 			}
@@ -388,7 +399,7 @@ func TestReaderPagesWithoutTheCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	const maxBytes = 16 << 10
-	ts, err := fossil.ParseTemplates("test", []string{"s"})
+	ts, err := fossil.ParseTemplates("test", []string{template})
 	if err != nil {
 		t.Fatal(err)
 	}
