@@ -80,9 +80,22 @@ func Match(p string) bool {
 	return p == strings.TrimSuffix(Prefix, "/") || strings.HasPrefix(p, Prefix)
 }
 
+// pages are the first path segments below /ui/ that the application
+// routes (app.js), and whether they take more segments.
+var pages = map[string]bool{"": false, "streams": true, "events": true, "tail": false, "consumers": false, "subscriptions": true, "schemas": true}
+
+// isPage reports whether rel (a path below /ui/) is one of the console's
+// pages.
+func isPage(rel string) bool {
+	head, rest, more := strings.Cut(rel, "/")
+	deep, ok := pages[head]
+	return ok && (!more || rest == "" || deep)
+}
+
 // ServeHTTP serves GET and HEAD: a file of ui/assets by its path, 404 for
-// any other path under /ui/assets/, and the application's page for every
-// other path under /ui/ (the page routes on it).
+// any other path under /ui/assets/, and the application's page for the
+// paths of its pages (it routes on them); for any other path under /ui/,
+// the same page (which says "not found") with status 404.
 func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
@@ -95,6 +108,16 @@ func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "no-referrer")
 	rel := strings.TrimPrefix(r.URL.Path, Prefix)
 	a, name := u.index, "index.html"
+	if r.URL.Path != strings.TrimSuffix(Prefix, "/") && !strings.HasPrefix(rel, "assets/") && !isPage(rel) {
+		// Not a page of the console: its "not found" page, with a 404.
+		h.Set("Content-Type", "text/html; charset=utf-8")
+		h.Set("Cache-Control", "no-cache")
+		w.WriteHeader(http.StatusNotFound)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(a.body)
+		}
+		return
+	}
 	if strings.HasPrefix(rel, "assets/") {
 		var ok bool
 		if a, ok = u.assets[path.Clean(rel)]; !ok || path.Clean(rel) != rel {

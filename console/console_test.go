@@ -22,9 +22,14 @@ import (
 func TestUIFiles(t *testing.T) {
 	t.Parallel()
 	srv := testserver.Start(t)
-	for _, p := range []string{"/ui", "/ui/", "/ui/streams", "/ui/streams/orders%2F1", "/ui/events/12", "/ui/tail?stream=%7B%2Ball%7D", "/ui/no/such/page"} {
+	for _, p := range []string{"/ui", "/ui/", "/ui/streams", "/ui/streams/orders%2F1", "/ui/streams/orders/1", "/ui/events/12", "/ui/tail?stream=%7B%2Ball%7D",
+		"/ui/consumers", "/ui/subscriptions/abc", "/ui/schemas/order.placed", "/ui/no/such/page", "/ui/tail/x", "/ui/assets"} {
 		code, hd, body := call(t, http.MethodGet, srv.URL+p, "", "")
-		if code != http.StatusOK || hd.Get("Content-Type") != "text/html; charset=utf-8" || !strings.Contains(body, `<script type="module" src="/ui/assets/app.js">`) {
+		want := http.StatusOK
+		if strings.HasPrefix(p, "/ui/no/") || p == "/ui/tail/x" || p == "/ui/assets" {
+			want = http.StatusNotFound // the console's own "not found" page
+		}
+		if code != want || hd.Get("Content-Type") != "text/html; charset=utf-8" || !strings.Contains(body, `<script type="module" src="/ui/assets/app.js">`) {
 			t.Errorf("GET %s: %d %s: %.200s", p, code, hd.Get("Content-Type"), body)
 		}
 		if csp := hd.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") || !strings.Contains(csp, "connect-src 'self'") {
