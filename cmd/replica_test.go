@@ -353,6 +353,8 @@ func BenchmarkReplayFromReplica(b *testing.B) {
 			}
 			b.StopTimer()
 			p1, r1 := pair.CPU()
+			pages, events := srv.Store().PrimaryReads()
+			b.Logf("%s: the primary served %d page reads (%d events); replicas: %+v", name, pages, events, srv.Store().ReplicaStatuses())
 			n := float64(b.N)
 			b.ReportMetric(float64(total)*n/b.Elapsed().Seconds(), "events/s")
 			b.ReportMetric(float64((p1-p0).Milliseconds())/n, "primary-cpu-ms/replay")

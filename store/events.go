@@ -138,9 +138,15 @@ type ReadLogParams struct {
 	MaxBytes int64
 }
 
+// readLogSQL and readLogThroughSQL read a page of the log. The log is
+// dense (hard problem 1), so the page after $1 lies within (after,
+// after+limit]: saying so bounds what any plan reads by the page, even one
+// made with statistics from when the log was small (on a replica whose
+// replay paused, a plan that read every event from the cursor to the bound
+// and sorted them made a replay quadratic).
 var (
-	readLogSQL        = pageCut(`SELECT `+eventColumns+` FROM fossil_events WHERE number > $1 ORDER BY number LIMIT $2`, `$3`)
-	readLogThroughSQL = pageCut(`SELECT `+eventColumns+` FROM fossil_events WHERE number > $1 AND number <= $4 ORDER BY number LIMIT $2`, `$3`)
+	readLogSQL        = pageCut(`SELECT `+eventColumns+` FROM fossil_events WHERE number > $1 AND number <= $1 + $2 ORDER BY number LIMIT $2`, `$3`)
+	readLogThroughSQL = pageCut(`SELECT `+eventColumns+` FROM fossil_events WHERE number > $1 AND number <= least($4, $1 + $2) ORDER BY number LIMIT $2`, `$3`)
 )
 
 // ReadLog returns events of every stream in number order, through the
@@ -181,13 +187,14 @@ func readLog(ctx context.Context, db pageDB, after, through int64, limit int, ma
 }
 
 // streamEventsSQL: within a stream, number order is sequence order, so
-// pageCut applies. streamEventsThroughSQL is its replica form's inner
+// pageCut applies; sequences are dense, so the page lies within [from,
+// from+limit) (see readLogSQL). streamEventsThroughSQL is its replica form's inner
 // statement: the events up to a number.
 var (
 	streamEventsSQL = pageCut(`SELECT `+eventColumns+` FROM fossil_events
-WHERE stream = $1 AND sequence >= $2 ORDER BY sequence LIMIT $3`, `$4`)
+WHERE stream = $1 AND sequence >= $2 AND sequence < $2 + $3 ORDER BY sequence LIMIT $3`, `$4`)
 	streamEventsThroughSQL = pageCut(`SELECT `+eventColumns+` FROM fossil_events
-WHERE stream = $1 AND sequence >= $2 AND number <= $5 ORDER BY sequence LIMIT $3`, `$4`)
+WHERE stream = $1 AND sequence >= $2 AND sequence < $2 + $3 AND number <= $5 ORDER BY sequence LIMIT $3`, `$4`)
 )
 
 // StreamEvents returns up to limit events of stream with a sequence of at
