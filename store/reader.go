@@ -222,7 +222,9 @@ func (r *Reader) readGlobal(ctx context.Context, after, through int64, limit int
 
 // readLogUncutSQL is a page of the log in (after, through] without the
 // byte cut (see [Reader.pageRows]).
-const readLogUncutSQL = `SELECT ` + eventColumns + ` FROM fossil_events WHERE number > $1 AND number <= $2 ORDER BY number LIMIT $3`
+// The log is dense, so the page lies in (after, after+limit]: bounding it
+// so keeps any plan to a page (see readLogSQL).
+const readLogUncutSQL = `SELECT ` + eventColumns + ` FROM fossil_events WHERE number > $1 AND number <= least($2, $1 + $3) ORDER BY number LIMIT $3`
 
 // readLogUncut reads a page of the log with readLogUncutSQL; through is
 // never 0 here (a Reader reads up to a known head).
