@@ -32,6 +32,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // DefaultURL is the server a client talks to when given no URL.
@@ -156,6 +158,11 @@ func (c *Client) newRequest(ctx context.Context, r *request) (*http.Request, err
 	if c.userAgent != "" {
 		req.Header.Set("User-Agent", c.userAgent)
 	}
+	// The caller's trace context (W3C traceparent, when ctx carries a
+	// span): the server continues the trace and keeps it on collected
+	// events. Every retry sends the same one, so a retried event is the
+	// same document (a duplicate, not a conflict).
+	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	return req, nil
 }
 

@@ -2,11 +2,13 @@ package client
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/fossil-events/fossil/fossil"
 )
@@ -28,6 +30,24 @@ type Event struct {
 	// Raw is the event's JSON exactly as the server sent it, fossil*
 	// extensions included.
 	Raw json.RawMessage
+}
+
+// TraceContext returns ctx carrying the trace context the event was
+// collected in (its CloudEvents distributed-tracing extension,
+// traceparent and tracestate), as a remote parent: a span started from it
+// continues the producer's trace. ctx is returned as is when the event
+// has none.
+func (e *Event) TraceContext(ctx context.Context) context.Context {
+	carrier := propagation.MapCarrier{}
+	for _, name := range []string{"traceparent", "tracestate"} {
+		if v, ok := e.Extensions()[name].(string); ok {
+			carrier[name] = v
+		}
+	}
+	if carrier["traceparent"] == "" {
+		return ctx
+	}
+	return propagation.TraceContext{}.Extract(ctx, carrier)
 }
 
 // NeedsAck reports whether a writer waits for consumer to acknowledge the

@@ -34,6 +34,7 @@ import (
 	"github.com/fossil-events/fossil/store"
 	"github.com/fossil-events/fossil/streamer"
 	"github.com/fossil-events/fossil/subscription"
+	"github.com/fossil-events/fossil/tracing"
 )
 
 // Server is one running Fossil process: the database pool, the appender,
@@ -41,6 +42,10 @@ import (
 type Server struct {
 	Config Config
 	Logger *slog.Logger
+	// Tracing, when set before Run, traces with that provider; nil: Run
+	// configures tracing from the OTEL_* environment (off unless set).
+	Tracing    *tracing.Tracing
+	ownTracing bool
 
 	cluster  *pgmanaged.Cluster
 	store    *store.Store
@@ -104,8 +109,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.latestMigration, err = migrations.Latest(); err != nil {
 		return err
 	}
+	if err := s.setupTracing(ctx); err != nil {
+		return err
+	}
 	st, err := store.Open(ctx, store.Config{DatabaseURL: dbURL, MaxConns: int32(cfg.MaxConns), Logger: s.Logger,
-		ReadReplicaURLs: cfg.ReadDatabaseURLs, ReplicaMaxLag: cfg.ReadMaxLag})
+		ReadReplicaURLs: cfg.ReadDatabaseURLs, ReplicaMaxLag: cfg.ReadMaxLag, TracerProvider: s.queryTracerProvider()})
 	if err != nil {
 		return err
 	}
@@ -117,6 +125,7 @@ func (s *Server) Run(ctx context.Context) error {
 		ObserveFunc:   s.metrics.ObserveGroup,
 		CommittedFunc: s.wakeLocalReaders,
 		TreeFunc:      s.metrics.Tree().ObserveHashing,
+		Tracer:        s.groupTracer(),
 	})
 	s.streamCtx, s.cancelStreams = context.WithCancel(context.WithoutCancel(ctx))
 
@@ -214,7 +223,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 	router := s.routes()
 	s.http = &http.Server{
-		Handler:           withRequestID(recoverPanics(s.Logger, bodyDeadline(cfg.BodyTimeout, withConsole(s.auth.Middleware(router))))),
+		Handler:           s.traceHTTP(withRequestID(recoverPanics(s.Logger, bodyDeadline(cfg.BodyTimeout, withConsole(s.auth.Middleware(router))))), router),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       0, // bodies: bodyDeadline (a server-wide read timeout would cut SSE streams)
 		WriteTimeout:      0, // SSE streams are long; other handlers bound themselves
@@ -300,6 +309,9 @@ func (s *Server) Close() error {
 		}
 		if s.store != nil {
 			s.store.Close()
+		}
+		if err := s.shutdownTracing(); err != nil {
+			errs = append(errs, err)
 		}
 		if s.cluster != nil {
 			if err := s.cluster.Stop(); err != nil {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fossil-events/fossil/auth"
 	"github.com/fossil-events/fossil/fossil"
@@ -115,6 +117,11 @@ func (h *Handler) handleCollect(w http.ResponseWriter, r *http.Request) (err err
 	decoded, err := Decode(r)
 	if err != nil {
 		return err
+	}
+	if traceparent, tracestate := TraceContext(r.Header); traceparent != "" {
+		for _, d := range decoded {
+			d.SetTraceContext(traceparent, tracestate)
+		}
 	}
 	if h.cfg.Schemas != nil {
 		for _, d := range decoded {
@@ -249,4 +256,21 @@ func AppendResult(err error, duplicate bool) string {
 	default:
 		return "error"
 	}
+}
+
+// TraceContext returns the W3C trace context of a request (its
+// traceparent and tracestate headers, in canonical form), or "" when it
+// has none or a malformed one. The collector keeps it on each event that
+// has no traceparent of its own (the CloudEvents distributed-tracing
+// extension), so that whoever reads the event continues the producer's
+// trace.
+func TraceContext(h http.Header) (traceparent, tracestate string) {
+	if h.Get("traceparent") == "" {
+		return "", ""
+	}
+	sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), propagation.HeaderCarrier(h)))
+	if !sc.IsValid() {
+		return "", ""
+	}
+	return "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-" + sc.TraceFlags().String(), sc.TraceState().String()
 }

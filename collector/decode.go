@@ -39,6 +39,29 @@ type Decoded struct {
 	Data     []byte // the data as it is stored: compact JSON, text or binary
 	// DataContentType is the event's datacontenttype ("" when absent).
 	DataContentType string
+
+	// What the document was encoded from, to encode it again with the
+	// trace context (SetTraceContext).
+	ev                 *event.Event
+	source, dataschema string
+}
+
+// SetTraceContext gives the event the CloudEvents distributed-tracing
+// extension (traceparent, and tracestate when not empty) unless it carries
+// a traceparent of its own, and encodes its document again.
+func (d *Decoded) SetTraceContext(traceparent, tracestate string) {
+	if d.ev == nil || traceparent == "" {
+		return
+	}
+	if _, ok := d.ev.Extensions()["traceparent"]; ok {
+		return
+	}
+	ev := d.ev.Clone()
+	ev.SetExtension("traceparent", traceparent)
+	if tracestate != "" {
+		ev.SetExtension("tracestate", tracestate)
+	}
+	d.Event.Doc = fossil.EncodeDocVerbatim(&ev, d.source, d.dataschema, d.DataKind, d.Data)
 }
 
 // Decode parses the CloudEvents in r in any content mode. The body must be
@@ -413,6 +436,7 @@ func finish(d *Decoded, ev *event.Event, attrs map[string]attr) (*Decoded, error
 	if a := attrs["dataschema"]; a.isStr {
 		dataschema = a.str
 	}
+	d.ev, d.source, d.dataschema = ev, source, dataschema
 	d.Event = &fossil.Event{
 		ID:      ev.ID(),
 		Source:  source,

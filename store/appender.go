@@ -8,6 +8,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/fossil-events/fossil/fossil"
 )
 
@@ -34,6 +38,10 @@ type AppenderConfig struct {
 	// hashed its events into the log's Merkle tree, with the new tree size
 	// and the time hashing took.
 	TreeFunc func(size int64, hashing time.Duration)
+	// Tracer, when set, gives each group commit a span: the child of the
+	// first request's span, linked to every request's span, and the
+	// parent of the group's statements. nil (tracing off) costs nothing.
+	Tracer trace.Tracer
 }
 
 // Appender is the single writer of a process. Concurrent [Appender.Append]
@@ -245,14 +253,25 @@ func (a *Appender) commit(group []*pendingAppend, events int) {
 		reqs[i] = p.req
 	}
 	start := time.Now()
-	outcomes, err := a.runGroup(reqs)
+	ctx := context.Background()
+	if a.cfg.Tracer != nil {
+		var span trace.Span
+		ctx, span = a.startGroupSpan(live, events)
+		defer span.End()
+	}
+	outcomes, err := a.runGroup(ctx, reqs)
+	if err != nil && a.cfg.Tracer != nil {
+		span := trace.SpanFromContext(ctx)
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "group commit failed")
+	}
 	if a.cfg.ObserveFunc != nil {
 		a.cfg.ObserveFunc(len(reqs), events, time.Since(start), err)
 	}
 	if err != nil && len(live) > 1 && isStatementError(err) {
 		a.logger.Warn("group append failed; retrying requests one by one", "requests", len(live), "error", err)
 		for _, p := range live {
-			out, err := a.runGroup([]*AppendRequest{p.req})
+			out, err := a.runGroup(ctx, []*AppendRequest{p.req})
 			if err != nil {
 				p.done <- appendOutcome{err: err}
 				continue
@@ -273,8 +292,25 @@ func (a *Appender) commit(group []*pendingAppend, events int) {
 	}
 }
 
-func (a *Appender) runGroup(reqs []*AppendRequest) ([]appendOutcome, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.TxTimeout)
+// startGroupSpan starts the span of a group commit (see
+// AppenderConfig.Tracer). Its context carries the span only: the group
+// does not end with any request's context.
+func (a *Appender) startGroupSpan(group []*pendingAppend, events int) (context.Context, trace.Span) {
+	links := make([]trace.Link, 0, len(group))
+	for _, p := range group {
+		if l := trace.LinkFromContext(p.ctx); l.SpanContext.IsValid() {
+			links = append(links, l)
+		}
+	}
+	parent := trace.ContextWithSpanContext(context.Background(), trace.SpanContextFromContext(group[0].ctx))
+	return a.cfg.Tracer.Start(parent, "fossil.append.group",
+		trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithLinks(links...),
+		trace.WithAttributes(attribute.Int("fossil.group.requests", len(group)), attribute.Int("fossil.group.events", events)))
+}
+
+func (a *Appender) runGroup(parent context.Context, reqs []*AppendRequest) ([]appendOutcome, error) {
+	ctx, cancel := context.WithTimeout(parent, a.cfg.TxTimeout)
 	defer cancel()
 	optimistic := !a.lookups.next()
 	outcomes, st, err := a.store.appendGroup(ctx, reqs, optimistic, a.cache)

@@ -14,10 +14,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/puddle/v2"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/fossil-events/fossil/fossil"
@@ -107,6 +109,11 @@ type Config struct {
 	// ReplicaMaxLag: a replica lacking an event the primary has had for
 	// longer than this is not read. 0 means 30s.
 	ReplicaMaxLag time.Duration
+	// TracerProvider, when set, traces the statements (otelpgx): a span
+	// per query, batch and COPY under the span of the operation that ran
+	// it; statements outside any traced operation make none. nil (tracing
+	// off) installs no hook.
+	TracerProvider trace.TracerProvider
 	// ReplicaCheckInterval is how often each replica's replayed head is
 	// read. 0 means 1s.
 	ReplicaCheckInterval time.Duration
@@ -135,6 +142,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	// grows. Custom plans cost a fraction of a millisecond and always use
 	// the indexes. A URL that sets plan_cache_mode itself wins.
 	_, urlPlans := pcfg.ConnConfig.RuntimeParams["plan_cache_mode"]
+	if cfg.TracerProvider != nil {
+		pcfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithTracerProvider(cfg.TracerProvider), otelpgx.WithDisableAcquireTracer())
+	}
 	wcfg := pcfg.Copy()
 	if !urlPlans {
 		pcfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
