@@ -28,11 +28,12 @@ var stdin io.Reader = os.Stdin
 
 // clientCommands maps each client command to its function.
 var clientCommands = map[string]func(ctx context.Context, cc *clientCmd, args []string) error{
-	"collect":   runCollect,
-	"tail":      runTail,
-	"export":    runExport,
-	"import":    runImport,
-	"consumers": runConsumers,
+	"collect":       runCollect,
+	"tail":          runTail,
+	"export":        runExport,
+	"import":        runImport,
+	"consumers":     runConsumers,
+	"subscriptions": runSubscriptions,
 }
 
 const clientUsage = `Client commands (server at --url or FOSSIL_URL, default %s;
@@ -46,6 +47,13 @@ bearer token --token or FOSSIL_TOKEN):
   fossil import [--input FILE]       restore an export into an empty store, or continue
                                      a store with an export --after its newest event (admin)
   fossil consumers [NAME…]           print the named consumers as NDJSON
+  fossil subscriptions [list]        print the subscriptions as NDJSON (admin)
+  fossil subscriptions get ID…       print subscriptions with their status
+  fossil subscriptions create [--input FILE]
+                                     create one from a JSON definition on stdin
+  fossil subscriptions delete ID…    delete subscriptions (prints what they were)
+  fossil subscriptions parked ID     print a subscription's parked events as NDJSON
+  fossil subscriptions replay ID     deliver its parked events again
 Exit status: 0 success, 1 failure, 2 usage error.
 `
 
@@ -396,6 +404,105 @@ func runConsumers(ctx context.Context, cc *clientCmd, args []string) error {
 		}
 	}
 	return nil
+}
+
+// runSubscriptions: fossil subscriptions [list|get|create|delete|parked|replay] …
+// Subscriptions are printed as the server describes them, one per line.
+func runSubscriptions(ctx context.Context, cc *clientCmd, args []string) error {
+	sub := "list"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sub, args = args[0], args[1:]
+	}
+	input := "-"
+	if sub == "create" {
+		cc.fs.StringVar(&input, "input", "-", "file holding the definition instead of stdin")
+	}
+	if err := cc.parse(args, sub != "create" && sub != "list"); err != nil {
+		return err
+	}
+	ids := cc.fs.Args()
+	needIDs := func(n int) error {
+		if len(ids) == 0 || n == 1 && len(ids) != 1 {
+			return usageError("subscriptions %s: name %s", sub, map[bool]string{true: "one subscription id", false: "subscription ids"}[n == 1])
+		}
+		return nil
+	}
+	out := bufio.NewWriter(cc.stdout)
+	defer out.Flush()
+	emit := func(raw []byte) {
+		var b bytes.Buffer
+		if json.Compact(&b, raw) != nil {
+			b.Reset()
+			b.Write(raw)
+		}
+		out.Write(append(b.Bytes(), '\n'))
+	}
+	switch sub {
+	case "list":
+		list, err := cc.c.Subscriptions(ctx)
+		if err != nil {
+			return fmt.Errorf("subscriptions: %w", err)
+		}
+		for _, s := range list {
+			emit(s.Raw)
+		}
+	case "get", "delete":
+		if err := needIDs(0); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			get := cc.c.Subscription
+			if sub == "delete" {
+				get = cc.c.DeleteSubscription
+			}
+			s, err := get(ctx, id)
+			if err != nil {
+				return fmt.Errorf("subscriptions %s %s: %w", sub, id, err)
+			}
+			emit(s.Raw)
+		}
+	case "create":
+		in, closeIn, err := openInput(input)
+		if err != nil {
+			return err
+		}
+		defer closeIn()
+		def, err := io.ReadAll(in)
+		if err != nil {
+			return fmt.Errorf("subscriptions create: read the definition: %w", err)
+		}
+		if def = bytes.TrimSpace(def); !json.Valid(def) || len(def) == 0 || def[0] != '{' {
+			return usageError("subscriptions create: the definition must be one JSON object (the body of POST /subscriptions)")
+		}
+		s, err := cc.c.CreateSubscription(ctx, def)
+		if err != nil {
+			return fmt.Errorf("subscriptions create: %w", err)
+		}
+		emit(s.Raw)
+	case "parked":
+		if err := needIDs(1); err != nil {
+			return err
+		}
+		parked, err := cc.c.ParkedEvents(ctx, ids[0])
+		if err != nil {
+			return fmt.Errorf("subscriptions parked %s: %w", ids[0], err)
+		}
+		for _, p := range parked {
+			b, _ := json.Marshal(p)
+			emit(b)
+		}
+	case "replay":
+		if err := needIDs(1); err != nil {
+			return err
+		}
+		if err := cc.c.ReplayParked(ctx, ids[0]); err != nil {
+			return fmt.Errorf("subscriptions replay %s: %w", ids[0], err)
+		}
+		fmt.Fprintf(cc.stderr, "replaying the parked events of %s\n", ids[0])
+	default:
+		return usageError("subscriptions: unknown subcommand %q (list, get, create, delete, parked, replay)", sub)
+	}
+	return out.Flush()
 }
 
 // openInput opens name, or returns stdin for "-".

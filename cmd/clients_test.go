@@ -476,3 +476,48 @@ func TestIncrementalImport(t *testing.T) {
 		t.Fatalf("a refused increment left events: %s", body)
 	}
 }
+
+func TestSubscriptionsCommand(t *testing.T) {
+	srv := startTestServer(t)
+	u := srv.URL()
+	code, out, errOut := fossilCmd(t, `{"protocol":"SSE","config":{"streams":"orders/{id}","startafter":"0"}}`, "subscriptions", "create", "--url", u)
+	if code != 0 || strings.Count(out, "\n") != 1 {
+		t.Fatalf("create: exit %d %q %q", code, out, errOut)
+	}
+	var created struct {
+		ID     string            `json:"id"`
+		Config map[string]string `json:"config"`
+	}
+	if err := json.Unmarshal([]byte(out), &created); err != nil || created.ID == "" || created.Config["streams"] != "orders/{id}" {
+		t.Fatalf("create printed %q: %v", out, err)
+	}
+	if code, out, _ := fossilCmd(t, "", "subscriptions", "--url", u); code != 0 || !strings.Contains(out, `"id":"`+created.ID+`"`) || strings.Count(out, "\n") != 1 {
+		t.Fatalf("list: exit %d %q", code, out)
+	}
+	if code, out, _ := fossilCmd(t, "", "subscriptions", "get", "--url", u, created.ID); code != 0 || !strings.Contains(out, `"status":{"state":"active"`) {
+		t.Fatalf("get: exit %d %q", code, out)
+	}
+	if code, out, errOut := fossilCmd(t, "", "subscriptions", "parked", "--url", u, created.ID); code != 0 || out != "" {
+		t.Fatalf("parked: exit %d %q %q", code, out, errOut)
+	}
+	if code, _, errOut := fossilCmd(t, "", "subscriptions", "replay", "--url", u, created.ID); code != 0 || !strings.Contains(errOut, "replaying") {
+		t.Fatalf("replay: exit %d %q", code, errOut)
+	}
+	if code, out, _ := fossilCmd(t, "", "subscriptions", "delete", "--url", u, created.ID); code != 0 || !strings.Contains(out, created.ID) {
+		t.Fatalf("delete: exit %d %q", code, out)
+	}
+	if code, _, errOut := fossilCmd(t, "", "subscriptions", "get", "--url", u, created.ID); code != 1 || !strings.Contains(errOut, "404") {
+		t.Fatalf("get after delete: exit %d %q", code, errOut)
+	}
+	if code, _, errOut := fossilCmd(t, `{"protocol":"SMTP"}`, "subscriptions", "create", "--url", u); code != 1 || !strings.Contains(errOut, "400") {
+		t.Fatalf("bad definition: exit %d %q", code, errOut)
+	}
+	for _, args := range [][]string{{"subscriptions", "frob"}, {"subscriptions", "get"}, {"subscriptions", "parked", "a", "b"}} {
+		if code, _, errOut := fossilCmd(t, "not json", append(args, "--url", u)...); code != 2 {
+			t.Fatalf("%v: exit %d %q, want 2", args, code, errOut)
+		}
+	}
+	if code, _, _ := fossilCmd(t, "not json", "subscriptions", "create", "--url", u); code != 2 {
+		t.Fatalf("create from non-JSON: exit %d, want 2", code)
+	}
+}

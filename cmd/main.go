@@ -70,7 +70,7 @@ Usage:
   fossil keygen --output FILE   write a new checkpoint signing key, print its verifier key
   fossil verify [flags]    verify the log against its signed checkpoint (--url or --database-url)
   fossil version           print the version
-  fossil collect|tail|export|import|consumers
+  fossil collect|tail|export|import|consumers|subscriptions
                            client commands (run "fossil tail -h")
 
 Run "fossil server -h" for the server's flags. Without DATABASE_URL the
@@ -107,7 +107,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env envLo
 		err = runKeygen(args[1:], stdout, stderr, env)
 	case "verify":
 		err = runVerify(ctx, args[1:], stdout, stderr, env)
-	case "collect", "tail", "export", "import", "consumers":
+	case "collect", "tail", "export", "import", "consumers", "subscriptions":
 		err = runClientCommand(ctx, args[0], args[1:], stdout, stderr, env)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "fossil", Version())
