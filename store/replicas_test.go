@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,8 +23,10 @@ import (
 func TestReadReplicas(t *testing.T) {
 	pair := dbtest.NewReplicated(t)
 	ctx := context.Background()
+	var logs lockedBuffer
 	routed, err := Open(ctx, Config{
 		DatabaseURL: pair.PrimaryURL, MaxConns: 8,
+		Logger:               slog.New(slog.NewTextHandler(&logs, nil)),
 		ReadReplicaURLs:      []string{pair.ReplicaURL},
 		ReplicaMaxLag:        time.Hour,
 		ReplicaCheckInterval: 20 * time.Millisecond,
@@ -269,8 +273,16 @@ func TestReadReplicas(t *testing.T) {
 			t.Fatalf("stopped replica: %+v", s)
 		}
 		same("replica down")
+		if out := logs.String(); !strings.Contains(out, `msg="read replica out of use: its reads go to the primary"`) ||
+			(!strings.Contains(out, "reason=unreachable") && !strings.Contains(out, `reason="a read failed"`)) {
+			t.Fatalf("no log line says the stopped replica is out of use:\n%s", out)
+		}
+		logs.Reset()
 		pair.StartReplica(t)
 		waitStatus("in use at 520", func(s ReplicaStatus) bool { return s.InUse && s.Replayed == 520 })
+		if out := logs.String(); !strings.Contains(out, `msg="read replica in use"`) {
+			t.Fatalf("no log line says the replica is back in use:\n%s", out)
+		}
 		same("replica back")
 	})
 
@@ -309,6 +321,30 @@ func TestReadReplicas(t *testing.T) {
 			t.Fatalf("the primary served %d pages", pages)
 		}
 	})
+}
+
+// lockedBuffer is a bytes.Buffer safe for the store's concurrent logging.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *lockedBuffer) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Reset()
 }
 
 // requireSameEvents fails unless got and want hold the same events with
