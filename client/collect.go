@@ -50,9 +50,15 @@ func (r *Result) Last() Position {
 type CollectOption func(*collectOptions)
 
 type collectOptions struct {
-	expected int64
-	replace  bool
-	waits    []string
+	expected  int64
+	replace   bool
+	waits     []string
+	waitSpecs []waitSpec // the same, for a Pipeline
+}
+
+type waitSpec struct {
+	name    string
+	timeout time.Duration
 }
 
 // ExpectSequence makes the append conditional: the (first) event must get
@@ -75,6 +81,7 @@ func WaitFor(consumer string, timeout time.Duration) CollectOption {
 			w += "; timeout=" + strconv.FormatInt(max(timeout.Milliseconds(), 1), 10)
 		}
 		o.waits = append(o.waits, w)
+		o.waitSpecs = append(o.waitSpecs, waitSpec{consumer, timeout})
 	}
 }
 

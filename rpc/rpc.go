@@ -275,21 +275,55 @@ func (h *Handler) Subscribe(ctx context.Context, req *connect.Request[fossilv1.S
 	if exp, ok := auth.ExpiresAt(ctx); ok {
 		p.Expires = exp
 	}
-	err = h.cfg.Feed.Events(ctx, p, func(events []*fossil.Event) error {
-		out := &fossilv1.SubscribeResponse{Events: make([]*fossilv1.Event, len(events))}
-		for i, e := range events {
-			pe, err := ToProto(e)
+	// The pages are converted and sent by a goroutine of their own, one
+	// page behind the reads: the next page is read from the database while
+	// the previous one is on its way (as /sse reads ahead). At most two
+	// pages wait between them.
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages := make(chan []*fossil.Event, 2)
+	sent := make(chan error, 1)
+	go func() {
+		var err error
+		for events := range pages {
 			if err != nil {
-				return err
+				continue // drain what the reader handed over before it stopped
 			}
-			out.Events[i] = pe
+			if err = h.sendPage(stream, events); err != nil {
+				cancel()
+			}
 		}
-		return stream.Send(out)
+		sent <- err
+	}()
+	err = h.cfg.Feed.Events(sctx, p, func(events []*fossil.Event) error {
+		select {
+		case pages <- events:
+			return nil
+		case <-sctx.Done():
+			return sctx.Err()
+		}
 	})
-	if err != nil && ctx.Err() == nil {
+	close(pages)
+	if sendErr := <-sent; sendErr != nil {
+		err = sendErr
+	}
+	if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
 		return h.fail(ctx, err)
 	}
 	return nil
+}
+
+// sendPage sends one page of events as one message.
+func (h *Handler) sendPage(stream *connect.ServerStream[fossilv1.SubscribeResponse], events []*fossil.Event) error {
+	out := &fossilv1.SubscribeResponse{Events: make([]*fossilv1.Event, len(events))}
+	for i, e := range events {
+		pe, err := ToProto(e)
+		if err != nil {
+			return err
+		}
+		out.Events[i] = pe
+	}
+	return stream.Send(out)
 }
 
 // fail turns err into a Connect error: the code of its HTTP status and the
@@ -358,6 +392,9 @@ func Code(status int) connect.Code {
 // isJSONMedia reports whether a datacontenttype says JSON, as the
 // collector decides it.
 func isJSONMedia(contentType string) bool {
+	if contentType == "application/json" {
+		return true
+	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil {
 		mt = strings.ToLower(strings.TrimSpace(strings.SplitN(contentType, ";", 2)[0]))
@@ -514,7 +551,7 @@ func ToProto(e *fossil.Event) (*fossilv1.Event, error) {
 			failed = fmt.Errorf("event %d: stored data_base64: %w", e.Number, err)
 		}
 		ce.Data = &pb.CloudEvent_BinaryData{BinaryData: b}
-	case hasData && ct != "" && !isJSONMedia(ct) && len(data) > 0 && data[0] == '"':
+	case hasData && len(data) > 0 && data[0] == '"' && ct != "" && !isJSONMedia(ct):
 		var text string
 		if err := json.Unmarshal(data, &text); err != nil {
 			failed = fmt.Errorf("event %d: stored data: %w", e.Number, err)
