@@ -3,8 +3,11 @@ package cmd
 import (
 	"bufio"
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -136,4 +139,58 @@ func names(spans tracetest.SpanStubs) []string {
 		out = append(out, s.Name)
 	}
 	return out
+}
+
+// BenchmarkCollectTracing is the cost of tracing on the write path:
+// POST /collect of one event from parallel clients, with tracing off and
+// on (every span sampled and exported through a batch processor to an
+// exporter that drops them), each against its own server in the same run.
+//
+//	go test -run XXX -bench CollectTracing -benchtime 3000x ./cmd/
+func BenchmarkCollectTracing(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		name := map[bool]string{false: "Off", true: "On"}[on]
+		b.Run(name, func(b *testing.B) {
+			cfg := DefaultConfig()
+			cfg.Addr = "127.0.0.1:0"
+			cfg.DatabaseURL = dbtest.NewDB(b)
+			srv := NewServer(cfg, nil)
+			if on {
+				tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+				b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+				srv.Tracing = tracing.New(tp)
+			}
+			if err := srv.Run(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = srv.Close() })
+			tr := &http.Transport{MaxIdleConnsPerHost: 64}
+			b.Cleanup(tr.CloseIdleConnections)
+			hc := &http.Client{Transport: tr}
+			var n atomic.Int64
+			b.SetParallelism(8)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := n.Add(1)
+					req, _ := http.NewRequest(http.MethodPost, srv.URL()+"/collect", strings.NewReader(fmt.Sprintf(`{"specversion":"1.0","id":"%d","source":"/bench","type":"t","data":{"i":%d}}`, i, i)))
+					req.Header.Set("Content-Type", "application/cloudevents+json")
+					req.Header.Set("Fossil-Stream", fmt.Sprintf("bench/%d", i%64))
+					req.Header.Set("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+					resp, err := hc.Do(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						b.Errorf("collect: %d", resp.StatusCode)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
 }
