@@ -121,12 +121,18 @@ func TestVerify(t *testing.T) {
 	l.post(t, "s/1", "31", `{"i":31}`)
 	l.post(t, "s/1", "4", `{"erased":true}`, "Fossil-Replace", "true")
 	l.post(t, "s/1", "32", `{"i":32}`)
+	// Structured and batched events, with the attributes and data kinds
+	// whose leaves the collector builds while encoding the document.
+	l.post(t, "s/2", "-", `{"specversion":"1.0","id":"33","source":"/verify","type":"t","subject":"s\u00e9","time":"2024-01-02T03:04:05.5+01:00","ext":5,"flag":true,"word":"w","datacontenttype":"text/plain","data":"x \"y\""}`,
+		"Content-Type", "application/cloudevents+json")
+	l.post(t, "s/2", "-", `[{"specversion":"1.0","id":"34","source":"/verify","type":"t","dataschema":"http://x/s.json","data":{"a" : [1, 2]}},{"specversion":"1.0","id":"35","source":"/verify","type":"t","data_base64":"AAEC"}]`,
+		"Content-Type", "application/cloudevents-batch+json")
 	code, out := verify(t, "--url", l.srv.URL(), "--key", l.key, "--previous", prev)
-	if code != 0 || !strings.Contains(out, "OK: 32 events verified") || !strings.Contains(out, "consistent with the previous checkpoint of 30 events") || !strings.Contains(out, "2 replaced events (authorised, in the replacement chain): 4, 12") {
+	if code != 0 || !strings.Contains(out, "OK: 35 events verified") || !strings.Contains(out, "consistent with the previous checkpoint of 30 events") || !strings.Contains(out, "2 replaced events (authorised, in the replacement chain): 4, 12") {
 		t.Fatalf("verify after more replacements: exit %d\n%s", code, out)
 	}
 	code, out = verify(t, "--database-url", l.db, "--key", l.key, "--previous", prev)
-	if code != 0 || !strings.Contains(out, "consistent with the previous checkpoint of 32 events") {
+	if code != 0 || !strings.Contains(out, "consistent with the previous checkpoint of 35 events") {
 		t.Fatalf("offline verify against the kept checkpoint: exit %d\n%s", code, out)
 	}
 	// A wrong key is refused.

@@ -136,6 +136,9 @@ func (h *Handler) handleCollect(w http.ResponseWriter, r *http.Request) (err err
 		for _, s := range waits {
 			d.Event.ExpectAck = append(d.Event.ExpectAck, s.Name)
 		}
+		if len(waits) > 0 {
+			d.Event.LeafTail = nil // the leaf names fossilexpectack: the appender builds it
+		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.AppendTimeout)
 	defer cancel()

@@ -50,55 +50,115 @@ const (
 // spaces and non-ASCII characters and lowercases the scheme), which would
 // change source, a part of the event's identity, and what readers get back.
 func EncodeDocVerbatim(ev *event.Event, source, dataschema string, kind DataKind, data []byte) []byte {
+	doc, _ := EncodeDocLeaf(ev, source, dataschema, kind, data, nil)
+	return doc
+}
+
+// EncodeDocLeaf returns [EncodeDocVerbatim]'s document and, when salt is
+// set, the document's [LeafTail] for an event without fossilexpectack,
+// built from the same attributes instead of read back from the document.
+// The tail is nil when salt is nil or when an attribute is not valid
+// UTF-8 (the document then replaced bytes of it, and only [LeafTail] can
+// say what the leaf holds).
+func EncodeDocLeaf(ev *event.Event, source, dataschema string, kind DataKind, data []byte, salt []byte) (doc, tail []byte) {
+	var leaf leafMembers
+	leaf.on = salt != nil
 	b := make([]byte, 0, 256+len(data)*4/3)
 	b = append(b, `{"specversion":"1.0","id":`...)
-	b = AppendJSONString(b, ev.ID())
+	leaf.add("specversion", 's', "1.0")
+	id := ev.ID()
+	b = AppendJSONString(b, id)
+	leaf.add("id", 's', id)
 	b = append(b, `,"source":`...)
 	b = AppendJSONString(b, source)
+	leaf.add("source", 's', source)
 	b = append(b, `,"type":`...)
-	b = AppendJSONString(b, ev.Type())
+	typ := ev.Type()
+	b = AppendJSONString(b, typ)
+	leaf.add("type", 's', typ)
 	if s := ev.Subject(); s != "" {
 		b = append(b, `,"subject":`...)
 		b = AppendJSONString(b, s)
+		leaf.add("subject", 's', s)
 	}
 	if t := ev.Time(); !t.IsZero() {
 		b = append(b, `,"time":"`...)
+		k := len(b)
 		b = t.UTC().AppendFormat(b, time.RFC3339Nano)
+		if leaf.on {
+			leaf.add("time", 's', string(b[k:]))
+		}
 		b = append(b, '"')
 	}
 	if ct := ev.DataContentType(); ct != "" {
 		b = append(b, `,"datacontenttype":`...)
 		b = AppendJSONString(b, ct)
+		leaf.add("datacontenttype", 's', ct)
 	}
 	if dataschema != "" {
 		b = append(b, `,"dataschema":`...)
 		b = AppendJSONString(b, dataschema)
+		leaf.add("dataschema", 's', dataschema)
 	}
 	exts := ev.Extensions()
-	names := make([]string, 0, len(exts))
-	for name := range exts {
-		names = append(names, name)
+	if len(exts) > 0 {
+		names := make([]string, 0, len(exts))
+		for name := range exts {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			b = append(b, ',')
+			b = AppendJSONString(b, name)
+			b = append(b, ':')
+			k := len(b)
+			b = appendExtensionValue(b, exts[name])
+			if leaf.on {
+				if v := b[k:]; v[0] == '"' {
+					leaf.add(name, 's', extensionString(exts[name]))
+				} else {
+					leaf.add(name, 'j', string(v))
+				}
+			}
+		}
 	}
-	slices.Sort(names)
-	for _, name := range names {
-		b = append(b, ',')
-		b = AppendJSONString(b, name)
-		b = append(b, ':')
-		b = appendExtensionValue(b, exts[name])
-	}
+	dataKind, payload := byte('n'), data
 	switch kind {
 	case DataJSON:
 		b = append(b, `,"data":`...)
 		b = append(b, data...)
+		dataKind = 'j'
 	case DataString:
 		b = append(b, `,"data":`...)
+		k := len(b)
 		b = AppendJSONString(b, string(data))
+		dataKind, payload = 'j', b[k:]
 	case DataBase64:
 		b = append(b, `,"data_base64":"`...)
 		b = base64.StdEncoding.AppendEncode(b, data)
 		b = append(b, '"')
+		dataKind = 'b'
+	default:
+		payload = nil
 	}
-	return append(b, '}')
+	b = append(b, '}')
+	if !leaf.on || !leaf.valid {
+		return b, nil
+	}
+	return b, leaf.tail(salt, dataKind, payload, len(b))
+}
+
+// extensionString is the string an extension value of a kind
+// appendExtensionValue quotes is written as.
+func extensionString(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	s, err := types.Format(v)
+	if err != nil {
+		return ""
+	}
+	return s
 }
 
 func appendExtensionValue(b []byte, v any) []byte {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	jsoniter "github.com/json-iterator/go"
 	"golang.org/x/mod/sumdb/tlog"
@@ -233,4 +234,68 @@ func ParseReplacementsLine(line string) (count int64, chain tlog.Hash, err error
 	}
 	chain, err = tlog.ParseHash(f[2])
 	return count, chain, err
+}
+
+// leafMembers gathers the members of a document as [EncodeDocLeaf] writes
+// it, for its leaf tail.
+type leafMembers struct {
+	on    bool
+	valid bool
+	n     int
+	fixed [8]leafMember
+	more  []leafMember
+}
+
+type leafMember struct {
+	name  string
+	kind  byte
+	value string
+}
+
+func (l *leafMembers) add(name string, kind byte, value string) {
+	if !l.on {
+		return
+	}
+	if l.n == 0 {
+		l.valid = true
+	}
+	if kind == 's' && !utf8.ValidString(value) {
+		l.valid = false
+	}
+	if l.n < len(l.fixed) {
+		l.fixed[l.n] = leafMember{name, kind, value}
+	} else {
+		l.more = append(l.more, leafMember{name, kind, value})
+	}
+	l.n++
+}
+
+// tail returns the leaf tail of the gathered members with the data digest
+// of dataKind and payload; docLen sizes the buffer.
+func (l *leafMembers) tail(salt []byte, dataKind byte, payload []byte, docLen int) []byte {
+	members := l.fixed[:min(l.n, len(l.fixed))]
+	if len(l.more) > 0 {
+		members = append(slices.Clone(members), l.more...)
+	}
+	slices.SortFunc(members, func(a, b leafMember) int { return strings.Compare(a.name, b.name) })
+	for i := 1; i < len(members); i++ {
+		if members[i].name == members[i-1].name {
+			return nil
+		}
+	}
+	b := make([]byte, 0, docLen+128)
+	for _, m := range members {
+		b = append(b, m.name...)
+		b = append(b, ':', m.kind, ':')
+		b = strconv.AppendInt(b, int64(len(m.value)), 10)
+		b = append(b, ':')
+		b = append(b, m.value...)
+		b = append(b, '\n')
+	}
+	h := sha256.New()
+	h.Write(salt)
+	h.Write([]byte{dataKind})
+	h.Write(payload)
+	var sum [sha256.Size]byte
+	return appendLeafField(b, "data", 'd', h.Sum(sum[:0]))
 }

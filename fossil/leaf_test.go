@@ -2,7 +2,11 @@ package fossil_test
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/fossil-events/fossil/fossil"
 )
@@ -52,5 +56,58 @@ func TestLeaf(t *testing.T) {
 		if _, err := fossil.LeafTail([]byte(bad), "", salt); err == nil {
 			t.Errorf("%s: no error", bad)
 		}
+	}
+}
+
+// TestEncodeDocLeaf checks that the leaf tail EncodeDocLeaf builds from an
+// event's attributes is the one LeafTail reads from its document.
+func TestEncodeDocLeaf(t *testing.T) {
+	salt := make([]byte, fossil.SaltSize)
+	salt[0] = 7
+	for i, c := range []struct {
+		set        func(*event.Event)
+		source     string
+		dataschema string
+		kind       fossil.DataKind
+		data       string
+	}{
+		{set: func(e *event.Event) {}, source: "/s"},
+		{set: func(e *event.Event) {
+			e.SetSubject("Euro € \u2028 \"q\"\\")
+			e.SetTime(time.Date(2024, 4, 5, 3, 56, 24, 123000000, time.FixedZone("x", 3600)))
+			e.SetDataContentType("application/json")
+			e.SetExtension("tenant", "acme")
+			e.SetExtension("count", int32(-5))
+			e.SetExtension("flag", true)
+			e.SetExtension("zz", "\x01")
+		}, source: "http://example.com/a b", dataschema: "http://x/s.json", kind: fossil.DataJSON, data: `{"a":[1,"\u00e9"]}`},
+		{set: func(e *event.Event) { e.SetDataContentType("text/plain") }, source: "/s", kind: fossil.DataString, data: "line\n\"two\" \u2029"},
+		{set: func(e *event.Event) { e.SetExtension("a", "b") }, source: "/s", kind: fossil.DataBase64, data: "\x00\xff\x10"},
+		{set: func(e *event.Event) {
+			for _, n := range []string{"e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "e9"} {
+				e.SetExtension(n, n)
+			}
+		}, source: "/s", kind: fossil.DataJSON, data: `1`},
+	} {
+		ev := event.New()
+		ev.SetID(fmt.Sprintf("id-%d", i))
+		ev.SetType("t.y.p.e")
+		c.set(&ev)
+		doc, tail := fossil.EncodeDocLeaf(&ev, c.source, c.dataschema, c.kind, []byte(c.data), salt)
+		if want := fossil.EncodeDocVerbatim(&ev, c.source, c.dataschema, c.kind, []byte(c.data)); string(doc) != string(want) {
+			t.Fatalf("%d: document %s, want %s", i, doc, want)
+		}
+		want, err := fossil.LeafTail(doc, "", salt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(tail) != string(want) {
+			t.Errorf("%d: tail\n%q\nwant\n%q", i, tail, want)
+		}
+	}
+	ev := event.New()
+	ev.SetID("a\xffb")
+	if _, tail := fossil.EncodeDocLeaf(&ev, "/s", "", fossil.DataNone, nil, salt); tail != nil {
+		t.Errorf("invalid UTF-8: tail %q, want none", tail)
 	}
 }

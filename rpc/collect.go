@@ -126,6 +126,9 @@ func (h *Handler) prepare(ctx context.Context, m *fossilv1.CollectRequest) (*sto
 		for _, w := range waits {
 			e.ExpectAck = append(e.ExpectAck, w.Name)
 		}
+		if len(waits) > 0 {
+			e.LeafTail = nil // the leaf names fossilexpectack: the appender builds it
+		}
 		ar.Events[i] = e
 	}
 	return ar, waits, nil

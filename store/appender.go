@@ -128,10 +128,15 @@ var errAppenderClosed = fmt.Errorf("%w: the server is shutting down", fossil.Err
 // is returned and the request may or may not have been committed; a retry
 // is safe because appends are idempotent.
 func (a *Appender) Append(ctx context.Context, req *AppendRequest) (*AppendResult, error) {
-	// One read of the random source for the salts of the whole request.
-	salts := fossil.NewSalts(len(req.Events))
+	// One read of the random source for the salts of the whole request,
+	// unless the caller salted every event (the collector does, with the
+	// leaf tails it builds while encoding the documents).
+	var salts [][]byte
 	for i, e := range req.Events {
 		if e.Salt == nil {
+			if salts == nil {
+				salts = fossil.NewSalts(len(req.Events))
+			}
 			e.Salt = salts[i]
 		}
 		if err := prepareLeaf(e); err != nil {
