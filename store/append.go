@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -552,22 +553,23 @@ func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
 		st.unknown.queue(batch)
 	}
 	if n := len(st.inserts); n > 0 && !(st.fromCache && n == 1) {
+		// Values, not pointers, and the documents as they are (pgx sends
+		// a []byte as text): no allocation per event.
 		var (
-			numbers, seqs                      = make([]int64, n), make([]int64, n)
-			streams, ids, sources, types, docs = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-			subjects, acks                     = make([]*string, n), make([]*string, n)
-			times                              = make([]*time.Time, n)
-			salts                              = make([][]byte, n)
-			hashes                             = st.treeHashes
+			numbers, seqs                = make([]int64, n), make([]int64, n)
+			streams, ids, sources, types = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+			subjects, acks               = make([]pgtype.Text, n), make([]pgtype.Text, n)
+			times                        = make([]pgtype.Timestamptz, n)
+			docs, salts                  = make([][]byte, n), make([][]byte, n)
+			hashes                       = st.treeHashes
 		)
 		for i, e := range st.inserts {
 			numbers[i], seqs[i] = e.Number, e.Sequence
-			streams[i], ids[i], sources[i], types[i], docs[i] = e.Stream, e.ID, e.Source, e.Type, string(e.Doc)
-			subjects[i], times[i] = optString(e.Subject), optTime(e.Time)
+			streams[i], ids[i], sources[i], types[i], docs[i] = e.Stream, e.ID, e.Source, e.Type, e.Doc
+			subjects[i], times[i] = optText(e.Subject), optTimestamptz(e.Time)
 			salts[i] = e.Salt
 			if len(e.ExpectAck) > 0 {
-				s := strings.Join(e.ExpectAck, ",")
-				acks[i] = &s
+				acks[i] = pgtype.Text{String: strings.Join(e.ExpectAck, ","), Valid: true}
 			}
 		}
 		if hashes == nil {
@@ -705,6 +707,14 @@ func optTime(t time.Time) *time.Time {
 	}
 	u := t.UTC()
 	return &u
+}
+
+// optText is s as a nullable text value: NULL when empty.
+func optText(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
+
+// optTimestamptz is t as a nullable timestamptz value: NULL when zero.
+func optTimestamptz(t time.Time) pgtype.Timestamptz {
+	return pgtype.Timestamptz{Time: t.UTC(), Valid: !t.IsZero()}
 }
 
 // isStatementError reports whether err was raised by PostgreSQL for a
