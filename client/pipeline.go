@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"sync"
 
 	"connectrpc.com/connect"
@@ -220,27 +219,22 @@ func streamError(e *fossilv1.Error) *Error {
 }
 
 // toProto renders an event in the CloudEvents protobuf format as the
-// server reads it: JSON data (by datacontenttype, or JSON data without
-// one) as text_data, other data as binary_data.
+// server reads it: data the SDK holds as bytes (data_base64, or set from a
+// []byte) as binary_data, which the server stores as JSON data when the
+// datacontenttype says JSON and as data_base64 otherwise; any other data
+// (JSON, or the text of a string) as text_data.
 func toProto(e *event.Event) (*pb.CloudEvent, error) {
 	ce, err := protobuf.ToProto(e)
 	if err != nil {
 		return nil, err
 	}
-	data := e.Data()
-	ct := e.DataContentType()
-	switch {
+	switch data := e.Data(); {
 	case len(data) == 0:
 		ce.Data = nil
-	case isJSON(ct) || ct == "" && json.Valid(data):
-		ce.Data = &pb.CloudEvent_TextData{TextData: string(data)}
-	default:
+	case e.DataBase64:
 		ce.Data = &pb.CloudEvent_BinaryData{BinaryData: data}
+	default:
+		ce.Data = &pb.CloudEvent_TextData{TextData: string(data)}
 	}
 	return ce, nil
-}
-
-func isJSON(ct string) bool {
-	mt := strings.ToLower(strings.TrimSpace(strings.SplitN(ct, ";", 2)[0]))
-	return mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json")
 }

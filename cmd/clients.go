@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/fossil-events/fossil/client"
@@ -160,6 +161,52 @@ func runCollect(ctx context.Context, cc *clientCmd, args []string) error {
 		total   int
 		next    = *expect
 	)
+	printResult := func(res *client.Result) error {
+		for _, p := range res.Events {
+			b, _ := json.Marshal(struct {
+				client.Position
+				Duplicate bool `json:"duplicate,omitempty"`
+			}{p, res.Duplicate})
+			out.Write(append(b, '\n'))
+		}
+		return out.Flush()
+	}
+	// Inputs of more than one batch go over a gRPC CollectStream call: each
+	// batch is sent without waiting for the previous one's commit, and the
+	// answers are printed in order as they come.
+	type sent struct {
+		pd          *client.Pending
+		first, last int // event ordinals, for errors
+		line        int
+	}
+	var (
+		pipe   *client.Pipeline
+		queue  []sent
+		failed error
+	)
+	awaitHead := func() error {
+		s := queue[0]
+		queue = queue[1:]
+		res, err := s.pd.Wait(ctx)
+		if err != nil {
+			return fmt.Errorf("collect: events %d–%d (lines up to %d): %w", s.first, s.last, s.line, err)
+		}
+		return printResult(res)
+	}
+	closePipe := func() error {
+		if pipe == nil {
+			return nil
+		}
+		for len(queue) > 0 && failed == nil {
+			failed = awaitHead()
+		}
+		if err := pipe.Close(); err != nil && failed == nil {
+			failed = err
+		}
+		pipe = nil
+		return failed
+	}
+	defer func() { _ = closePipe() }()
 	flush := func() error {
 		if len(pending) == 0 {
 			return nil
@@ -168,23 +215,46 @@ func runCollect(ctx context.Context, cc *clientCmd, args []string) error {
 		if next > 0 {
 			opts = append(opts, client.ExpectSequence(next))
 		}
+		if pipe == nil && len(pending) == *batch {
+			var err error
+			if pipe, err = cc.c.Pipeline(ctx, 16); err != nil {
+				return err
+			}
+		}
+		if pipe != nil {
+			events := make([]event.Event, len(pending))
+			for i, raw := range pending {
+				if err := json.Unmarshal(raw, &events[i]); err != nil {
+					return fmt.Errorf("collect: event %d: not a CloudEvent: %w", total+i+1, err)
+				}
+			}
+			pd, err := pipe.Collect(*stream, events, opts...)
+			if err != nil {
+				return fmt.Errorf("collect: events %d–%d (lines up to %d): %w", total+1, total+len(pending), line, err)
+			}
+			queue = append(queue, sent{pd, total + 1, total + len(pending), line})
+			if next > 0 {
+				next += int64(len(pending)) // pipelined: the batch is counted as sent
+			}
+			total += len(pending)
+			pending = pending[:0]
+			for len(queue) > 32 {
+				if failed = awaitHead(); failed != nil {
+					return failed
+				}
+			}
+			return nil
+		}
 		res, err := cc.c.CollectJSON(ctx, *stream, pending, opts...)
 		if err != nil {
 			return fmt.Errorf("collect: events %d–%d (lines up to %d): %w", total+1, total+len(pending), line, err)
-		}
-		for _, p := range res.Events {
-			b, _ := json.Marshal(struct {
-				client.Position
-				Duplicate bool `json:"duplicate,omitempty"`
-			}{p, res.Duplicate})
-			out.Write(append(b, '\n'))
 		}
 		if next > 0 {
 			next = res.Last().Sequence + 1
 		}
 		total += len(pending)
 		pending = pending[:0]
-		return out.Flush()
+		return printResult(res)
 	}
 	for sc.Scan() {
 		line++
@@ -205,9 +275,13 @@ func runCollect(ctx context.Context, cc *clientCmd, args []string) error {
 	}
 	if err := sc.Err(); err != nil {
 		_ = flush()
+		_ = closePipe()
 		return fmt.Errorf("collect: read line %d: %w", line+1, err)
 	}
-	return flush()
+	if err := flush(); err != nil {
+		return err
+	}
+	return closePipe()
 }
 
 // runTail: fossil tail TEMPLATE… — matching events as NDJSON, following

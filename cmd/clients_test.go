@@ -299,6 +299,31 @@ func TestImportNeedsAdmin(t *testing.T) {
 	}
 }
 
+// TestCollectPipelined: fossil collect sends an input of several batches
+// over a gRPC CollectStream call, prints the answers in order, and stops at
+// the first failure.
+func TestCollectPipelined(t *testing.T) {
+	srv := startTestServer(t)
+	env := envOf(map[string]string{"FOSSIL_URL": srv.URL()})
+	runEnv := func(in string, args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := runWithStdin(context.Background(), strings.NewReader(in), args, &out, &errOut, env)
+		return code, out.String(), errOut.String()
+	}
+	many := ""
+	for i := range 7 {
+		many += fmt.Sprintf(`{"specversion":"1.0","id":"m%d","source":"/s","type":"t","data":{"i":%d}}`+"\n", i, i)
+	}
+	code, out, errOut := runEnv(many, "collect", "--stream", "s/2", "--expect-sequence", "1", "--batch", "2")
+	if code != 0 || strings.Count(out, "\n") != 7 || !strings.HasSuffix(out, `{"id":"m6","source":"/s","fossileventnumber":7,"fossilsequenceinstream":7}`+"\n") {
+		t.Fatalf("pipelined collect: exit %d %q %q", code, out, errOut)
+	}
+	code, out, errOut = runEnv(many, "collect", "--stream", "s/3", "--expect-sequence", "2", "--batch", "2")
+	if code != 1 || out != "" || !strings.Contains(errOut, "409") || !strings.Contains(errOut, "events 1–2") {
+		t.Fatalf("pipelined conflict: exit %d %q %q", code, out, errOut)
+	}
+}
+
 func TestClientCommands(t *testing.T) {
 	srv := startTestServer(t)
 	base := srv.URL()
