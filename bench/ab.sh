@@ -13,6 +13,10 @@
 #   single  single events, 64 clients
 #   batch   batches of 100, 16 clients
 # It prints events/s (and p50 for lone) per round and B ÷ A of the sums.
+# AB_ENV_A / AB_ENV_B: extra environment (space-separated NAME=value) for
+# the servers of A / B, so that one revision can be compared with itself
+# under two settings, e.g. tracing off and on:
+#   AB_ENV_B=OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 bench/ab.sh HEAD HEAD
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,7 +63,10 @@ run_shape() { # which shape args...
 	psql -X -q -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" "$ADMIN" >/dev/null
 	local port
 	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-	DATABASE_URL="$base/$DB" FOSSIL_LOG_LEVEL=warn "$OUT/$which/fossil" server --addr "127.0.0.1:$port" >"$OUT/$which.log" 2>&1 &
+	local extra
+	if [ "$which" = a ]; then extra=${AB_ENV_A:-}; else extra=${AB_ENV_B:-}; fi
+	# shellcheck disable=SC2086 # extra is a list of NAME=value words
+	env $extra DATABASE_URL="$base/$DB" FOSSIL_LOG_LEVEL=warn "$OUT/$which/fossil" server --addr "127.0.0.1:$port" >"$OUT/$which.log" 2>&1 &
 	PID=$!
 	local ready=
 	for _ in $(seq 1 1200); do
@@ -95,7 +102,7 @@ for r in $(seq 1 "$ROUNDS"); do
 		done
 	done
 done
-echo "A = $A ($(git rev-parse --short "$A")), B = $B ($(git rev-parse --short "$B")); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "A = $A ($(git rev-parse --short "$A")) ${AB_ENV_A:-}, B = $B ($(git rev-parse --short "$B")) ${AB_ENV_B:-}; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 for shape in lone single batch; do
 	awk -v s="$shape" -v a="${sum[${shape}a]}" -v b="${sum[${shape}b]}" 'BEGIN { printf "%-7s B/A = %.2fx\n", s, b / a }'
 done
