@@ -734,7 +734,11 @@ func FuzzDecodeSameAsLegacy(f *testing.F) {
 				t.Fatalf("status %d %v, legacy %d %v", problem.Status(gotErr), gotErr, problem.Status(wantErr), wantErr)
 			}
 			if errors.As(gotErr, &g) && errors.As(wantErr, &w) && (g.Location != w.Location || g.Message != w.Message) {
-				t.Fatalf("problem %s: %s, legacy %s: %s", g.Location, g.Message, w.Location, w.Message)
+				// Both decoders walk the headers in Go's map order, so with
+				// several bad ce- headers either may be named first.
+				if !(strings.HasPrefix(g.Location, "header.ce-") && strings.HasPrefix(w.Location, "header.ce-") && len(headers) > 1) {
+					t.Fatalf("problem %s: %s, legacy %s: %s", g.Location, g.Message, w.Location, w.Message)
+				}
 			}
 			return
 		}
