@@ -5,99 +5,16 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/fossil-events/fossil/internal/dbtest"
+	"github.com/fossil-events/fossil/internal/proctest"
 )
-
-// fossilProcess is a `fossil server` running as an operating-system
-// process of the built binary.
-type fossilProcess struct {
-	url  string
-	cmd  *exec.Cmd
-	logs bytes.Buffer
-	done chan struct{} // closed when the process has exited
-	err  error         // its exit status, once done is closed
-}
-
-// buildFossil builds the fossil binary into a temporary directory.
-func buildFossil(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "fossil")
-	c := exec.Command("go", "build", "-o", bin, ".")
-	c.Dir = ".."
-	if out, err := c.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// startFossil runs bin as `fossil server` on a free loopback port with the
-// environment env and waits until it is ready. The process is stopped with
-// SIGTERM when the test ends; its log is printed when the test failed.
-func startFossil(t *testing.T, bin string, env ...string) *fossilProcess {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	p := &fossilProcess{url: "http://" + addr, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "server", "--addr", addr)
-	p.cmd.Env = append(append(os.Environ(), "FOSSIL_LOG_LEVEL=warn"), env...)
-	p.cmd.Stdout, p.cmd.Stderr = &p.logs, &p.logs
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(15 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("server %s log:\n%s", addr, p.logs.String())
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for !ready(t, p, addr) {
-		if time.Now().After(deadline) {
-			t.Fatalf("server %s not ready after 60s:\n%s", addr, p.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return p
-}
-
-// ready reports whether p answers /readyz with 200; it fails the test if
-// p has exited.
-func ready(t *testing.T, p *fossilProcess, addr string) bool {
-	select {
-	case <-p.done:
-		t.Fatalf("server %s exited: %v\n%s", addr, p.err, p.logs.String())
-	default:
-	}
-	res, err := http.Get(p.url + "/readyz")
-	if err != nil {
-		return false
-	}
-	res.Body.Close()
-	return res.StatusCode == http.StatusOK
-}
 
 // TestTreeTwoProcesses: two `fossil server` processes of the built binary
 // append to one database at the same time, single events and batches,
@@ -108,7 +25,7 @@ func ready(t *testing.T, p *fossilProcess, addr string) bool {
 // served by the other.
 func TestTreeTwoProcesses(t *testing.T) {
 	t.Parallel()
-	bin := buildFossil(t)
+	bin := proctest.Build(t)
 	db := dbtest.NewDB(t)
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "signer.key")
@@ -118,7 +35,7 @@ func TestTreeTwoProcesses(t *testing.T) {
 	}
 	key := strings.TrimSpace(vkey.String())
 	env := []string{"DATABASE_URL=" + db, "FOSSIL_SIGNING_KEY_FILE=" + keyFile}
-	procs := []*fossilProcess{startFossil(t, bin, env...), startFossil(t, bin, env...)}
+	procs := []*proctest.Process{proctest.Start(t, bin, env...), proctest.Start(t, bin, env...)}
 
 	const writers, rounds = 8, 40 // each round: one single event, one batch of 4
 	want := writers * rounds * 5
@@ -133,11 +50,11 @@ func TestTreeTwoProcesses(t *testing.T) {
 			p := procs[w%2]
 			for r := 0; r < rounds; r++ {
 				stream := fmt.Sprintf("acct/%d", (w*rounds+r)%7)
-				if err := postSingle(p.url, stream, fmt.Sprintf("w%d-r%d", w, r)); err != nil {
+				if err := postSingle(p.URL, stream, fmt.Sprintf("w%d-r%d", w, r)); err != nil {
 					errs <- err
 					return
 				}
-				if err := postBatch(p.url, stream, fmt.Sprintf("w%d-r%d-b", w, r), 4); err != nil {
+				if err := postBatch(p.URL, stream, fmt.Sprintf("w%d-r%d-b", w, r), 4); err != nil {
 					errs <- err
 					return
 				}
@@ -156,7 +73,7 @@ func TestTreeTwoProcesses(t *testing.T) {
 	case <-finished:
 		t.Fatal("the writers ended before the middle of the load")
 	}
-	if code, out := verify(t, "--url", procs[0].url, "--key", key, "--previous", prev); code != 0 {
+	if code, out := verify(t, "--url", procs[0].URL, "--key", key, "--previous", prev); code != 0 {
 		t.Fatalf("verify during the load: exit %d\n%s", code, out)
 	}
 	<-finished
@@ -172,8 +89,8 @@ func TestTreeTwoProcesses(t *testing.T) {
 
 	okLine := fmt.Sprintf("OK: %d events verified", want)
 	for i, args := range [][]string{
-		{"--url", procs[1].url, "--key", key, "--previous", prev},
-		{"--url", procs[0].url, "--key", key},
+		{"--url", procs[1].URL, "--key", key, "--previous", prev},
+		{"--url", procs[0].URL, "--key", key},
 		{"--database-url", db, "--key", key},
 	} {
 		code, out := verify(t, args...)
@@ -187,14 +104,14 @@ func TestTreeTwoProcesses(t *testing.T) {
 	// Both processes sign the same tree: the same checkpoint, byte for byte.
 	var notes []string
 	for _, p := range procs {
-		res, err := http.Get(p.url + "/checkpoint")
+		res, err := http.Get(p.URL + "/checkpoint")
 		if err != nil {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(res.Body)
 		res.Body.Close()
 		if res.StatusCode != http.StatusOK {
-			t.Fatalf("GET %s/checkpoint: %d %s", p.url, res.StatusCode, body)
+			t.Fatalf("GET %s/checkpoint: %d %s", p.URL, res.StatusCode, body)
 		}
 		notes = append(notes, string(body))
 	}
