@@ -438,3 +438,44 @@ func testReaderPagesWithoutTheCut(t *testing.T, template string) {
 		t.Fatal("after 64 KiB documents with a 16 KiB bound, pages must be cut in SQL again")
 	}
 }
+
+// TestReadsAreNotCompiled: the page of a template read over a few hundred
+// streams is estimated far above jit_above_cost (a LIMIT per stream), and
+// PostgreSQL spent 20–70 ms compiling it for a read that takes 1 ms. The
+// store's connections, the writer's and the readers', run with JIT off
+// unless the URL asks for it.
+func TestReadsAreNotCompiled(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dbURL := dbtest.NewDB(t)
+	s, err := Open(ctx, Config{DatabaseURL: dbURL, MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for name, pool := range map[string]*pgxpool.Pool{"reader": s.pool, "writer": s.writePool} {
+		var jit string
+		if err := pool.QueryRow(ctx, "SHOW jit").Scan(&jit); err != nil {
+			t.Fatal(err)
+		}
+		if jit != "off" {
+			t.Errorf("%s pool: jit = %q, want off", name, jit)
+		}
+	}
+	sep := "?"
+	if strings.Contains(dbURL, "?") {
+		sep = "&"
+	}
+	on, err := Open(ctx, Config{DatabaseURL: dbURL + sep + "jit=on", MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer on.Close()
+	var jit string
+	if err := on.pool.QueryRow(ctx, "SHOW jit").Scan(&jit); err != nil {
+		t.Fatal(err)
+	}
+	if jit != "on" {
+		t.Errorf("with jit=on in the URL: jit = %q, want on", jit)
+	}
+}

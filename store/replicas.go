@@ -141,6 +141,9 @@ func (s *Store) openReplicas(ctx context.Context, cfg Config, base *pgxpool.Conf
 		if _, ok := pcfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !ok {
 			pcfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 		}
+		if _, ok := pcfg.ConnConfig.RuntimeParams["jit"]; !ok {
+			pcfg.ConnConfig.RuntimeParams["jit"] = "off" // as on the primary (Open)
+		}
 		pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 		if err != nil {
 			s.closeReplicas()

@@ -142,6 +142,16 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	// grows. Custom plans cost a fraction of a millisecond and always use
 	// the indexes. A URL that sets plan_cache_mode itself wins.
 	_, urlPlans := pcfg.ConnConfig.RuntimeParams["plan_cache_mode"]
+	// No JIT compilation: every statement Fossil runs reads or writes a
+	// bounded page, where compiling the plan costs far more than running
+	// it. The page of a template read (a LIMIT per matching stream over
+	// hundreds of streams) is estimated above jit_above_cost, and
+	// compiling its 17 functions took 20–70 ms on every read where the
+	// read itself took 1 ms (docs/PERFORMANCE.md, "At scale"). A URL that
+	// sets jit itself wins.
+	if _, ok := pcfg.ConnConfig.RuntimeParams["jit"]; !ok {
+		pcfg.ConnConfig.RuntimeParams["jit"] = "off"
+	}
 	if cfg.TracerProvider != nil {
 		pcfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithTracerProvider(cfg.TracerProvider), otelpgx.WithDisableAcquireTracer())
 	}
