@@ -170,6 +170,13 @@ func (h *Hub) tail(ctx context.Context) {
 			timer.Stop()
 			return
 		case <-events.C():
+			if events.Newest() <= h.Last() {
+				// Only notifications of commits the hub already follows:
+				// the echo of this process's own, which [Hub.Publish]
+				// has taken. Nothing to read.
+				timer.Stop()
+				continue
+			}
 		case <-replaced.C():
 			// The cache may hold content that was just replaced; the old
 			// content must not be served again. Drop the cache; readers
@@ -200,16 +207,22 @@ func (h *Hub) skipToHead(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	h.advance(head)
+	return nil
+}
+
+// advance moves h.last to head, when that is ahead, without loading
+// events, emptying the cache (which must stay contiguous).
+func (h *Hub) advance(head int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if head <= h.last {
-		return nil
+		return
 	}
 	h.dropAll()
 	h.last = head
 	close(h.changed)
 	h.changed = make(chan struct{})
-	return nil
 }
 
 // catchUp loads every event committed after h.last into the ring.
@@ -246,9 +259,10 @@ func newFrame(e *fossil.Event, committed time.Time) *frame {
 
 // Publish hands the hub the events of a group this process has just
 // committed (inserted, in number order), so that live streams get them
-// without a read of the log. It reports whether it took them: only when
-// streams are open and the events directly follow the newest event the
-// hub holds; otherwise the caller wakes the tailer, which reads them. When
+// without a read of the log. It reports whether it took them: when no
+// stream is open (the hub then only moves to the new head, as its tailer
+// would), or when the events directly follow the newest event the hub
+// holds; otherwise the caller wakes the tailer, which reads them. When
 // replaced is true, stored events were overwritten and the cache, which
 // may hold their old content, is dropped first. Publish must be called
 // before the writers of these events are answered, and events must not
@@ -257,8 +271,15 @@ func (h *Hub) Publish(events []*fossil.Event, replaced bool) bool {
 	if replaced {
 		h.clear()
 	}
-	if len(events) == 0 || h.clients.Load() == 0 {
+	if len(events) == 0 {
 		return false
+	}
+	if h.clients.Load() == 0 {
+		// Nobody is streaming: follow the head without rendering, as the
+		// tailer would after a read of it. Every event up to the new head
+		// is committed (commit order is number order).
+		h.advance(events[len(events)-1].Number)
+		return true
 	}
 	// Render outside the lock; the commit time is now, which makes the
 	// delivery lag of these frames commit → write exactly.
@@ -319,8 +340,8 @@ func (h *Hub) clear() {
 }
 
 func (h *Hub) dropAll() {
-	for i := range h.ring {
-		h.ring[i] = nil
+	for i := range h.count { // only the slots in use hold frames
+		h.ring[(h.start+i)%len(h.ring)] = nil
 	}
 	h.start, h.count, h.bytes = 0, 0, 0
 }

@@ -22,7 +22,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -76,6 +79,28 @@ type Subscription struct {
 	filters []string
 	c       chan struct{}
 	once    sync.Once
+	// newest is the largest number carried by the payloads of the
+	// wake-ups since the last [Subscription.Newest] (see there).
+	newest atomic.Int64
+}
+
+// Newest returns the largest payload, read as a decimal number, of the
+// wake-ups since its last call, and forgets them: 0 when there was none,
+// math.MaxInt64 when one carried no number (a payload that is not one,
+// or [Broadcaster.WakeAll], which stands for notifications that may have
+// been lost). A subscriber of a channel whose payload is a position (the
+// newest committed event number) can tell from it whether a wake-up
+// brings anything beyond what it already knows.
+func (s *Subscription) Newest() int64 { return s.newest.Swap(0) }
+
+// note records n for Newest.
+func (s *Subscription) note(n int64) {
+	for {
+		old := s.newest.Load()
+		if n <= old || s.newest.CompareAndSwap(old, n) {
+			return
+		}
+	}
 }
 
 // C returns the wake-up channel.
@@ -167,11 +192,20 @@ func (b *Broadcaster) Notify(channel, payload string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	byFilter := b.subs[channel]
+	if len(byFilter) == 0 {
+		return
+	}
+	n, err := strconv.ParseInt(payload, 10, 64)
+	if err != nil || n < 0 {
+		n = math.MaxInt64
+	}
 	for s := range byFilter[""] {
+		s.note(n)
 		s.wake()
 	}
 	if payload != "" {
 		for s := range byFilter[payload] {
+			s.note(n)
 			s.wake()
 		}
 	}
@@ -184,6 +218,7 @@ func (b *Broadcaster) WakeAll() {
 	for _, byFilter := range b.subs {
 		for _, set := range byFilter {
 			for s := range set {
+				s.note(math.MaxInt64)
 				s.wake()
 			}
 		}

@@ -5,6 +5,7 @@
 package notify_test
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -77,4 +78,38 @@ func TestNotifyCloseAndWakeAll(t *testing.T) {
 		t.Fatal("WakeAll missed a subscription")
 	}
 	c.Close()
+}
+
+// TestNotifyNewest: a subscription reports the largest number its
+// coalesced wake-ups carried, once; a wake-up without a number (WakeAll,
+// a payload that is not one) reports "unknown", the largest of all.
+func TestNotifyNewest(t *testing.T) {
+	t.Parallel()
+	b := notify.New(nil, notify.Config{})
+	s := b.Subscribe("events")
+	defer s.Close()
+	if n := s.Newest(); n != 0 {
+		t.Fatalf("Newest before any wake-up = %d, want 0", n)
+	}
+	b.Notify("events", "41")
+	b.Notify("events", "43")
+	b.Notify("events", "42")
+	if !woken(s) {
+		t.Fatal("not woken")
+	}
+	if n := s.Newest(); n != 43 {
+		t.Fatalf("Newest = %d, want 43", n)
+	}
+	if n := s.Newest(); n != 0 {
+		t.Fatalf("Newest a second time = %d, want 0", n)
+	}
+	b.Notify("events", "44")
+	b.WakeAll()
+	if n := s.Newest(); n != math.MaxInt64 {
+		t.Fatalf("Newest after WakeAll = %d, want MaxInt64", n)
+	}
+	b.Notify("events", "")
+	if n := s.Newest(); n != math.MaxInt64 {
+		t.Fatalf("Newest after a wake-up without a number = %d, want MaxInt64", n)
+	}
 }
