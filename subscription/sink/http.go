@@ -30,7 +30,9 @@ type HTTPConfig struct {
 	MaxConns int
 }
 
-// HTTP delivers events as CloudEvents HTTP binary-mode requests. It keeps
+// HTTP delivers events as CloudEvents HTTP binary-mode requests, with the
+// event's trace context also as the W3C traceparent and tracestate
+// headers (see [TraceContext]). It keeps
 // connections alive and never follows redirects.
 type HTTP struct {
 	cfg    HTTPConfig
@@ -75,6 +77,15 @@ func (s *HTTP) Send(ctx context.Context, m *Message) Outcome {
 	}
 	if err := cehttp.WriteRequest(ctx, binding.ToMessage(m.Event), req); err != nil {
 		return Outcome{Kind: Reject, Err: "encode event: " + err.Error()}
+	}
+	// The trace context as the W3C headers too (ce-traceparent is the
+	// extension's binary-mode form), what a receiver's tracing middleware
+	// continues.
+	if tp, ts := TraceContext(m.Event); tp != "" {
+		req.Header["Traceparent"] = []string{tp}
+		if ts != "" {
+			req.Header["Tracestate"] = []string{ts}
+		}
 	}
 	for k, v := range s.cfg.Headers {
 		req.Header.Set(k, v)

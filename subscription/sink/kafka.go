@@ -20,7 +20,8 @@ type KafkaConfig struct {
 // a retried batch is written once per partition), the stream as record
 // key (so a stream stays in one partition, in order) and the CloudEvents
 // Kafka binary mode (attributes as ce_ headers, datacontenttype as
-// content-type). Every record waits for all in-sync replicas.
+// content-type, the trace context also as traceparent and tracestate).
+// Every record waits for all in-sync replicas.
 type Kafka struct {
 	cfg KafkaConfig
 

@@ -21,7 +21,8 @@ type NATSConfig struct {
 }
 
 // NATS publishes events to JetStream in the CloudEvents NATS binary mode
-// (attributes as ce- headers, datacontenttype as content-type), with
+// (attributes as ce- headers, datacontenttype as content-type, the trace
+// context also as traceparent and tracestate), with
 // Nats-Msg-Id set to the delivery id so the stream drops a redelivery
 // within its duplicate window. It connects on first use and lets nats.go
 // reconnect.

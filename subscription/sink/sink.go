@@ -11,6 +11,8 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Message is one event to deliver.
@@ -88,7 +90,8 @@ type Header struct{ Name, Value string }
 
 // BinaryHeaders returns the attributes of m as binary-mode headers named
 // prefix+attribute (the NATS and Kafka bindings), with datacontenttype as
-// content-type, and the data.
+// content-type, the event's W3C trace context as traceparent and
+// tracestate (see [TraceContext]), and the data.
 func BinaryHeaders(m *Message, prefix string) ([]Header, []byte) {
 	ev := m.Event
 	hs := make([]Header, 0, 12)
@@ -115,5 +118,53 @@ func BinaryHeaders(m *Message, prefix string) ([]Header, []byte) {
 	if ct := ev.DataContentType(); ct != "" {
 		hs = append(hs, Header{"content-type", ct})
 	}
+	if tp, ts := TraceContext(ev); tp != "" {
+		hs = append(hs, Header{"traceparent", tp})
+		if ts != "" {
+			hs = append(hs, Header{"tracestate", ts})
+		}
+	}
 	return hs, ev.Data()
 }
+
+// TraceContext returns the trace context an event carries in the
+// CloudEvents distributed-tracing extension (its traceparent and
+// tracestate attributes), in the canonical W3C form, or "" when it has
+// no traceparent or an invalid one (an invalid tracestate is dropped).
+// The sinks send it as the protocol's own trace headers, traceparent and
+// tracestate, beside the attributes' ce- forms: Fossil does not trace a
+// delivery itself, so the event travels to the consumer as one hop from
+// its producer, and the W3C headers that a consumer's tracing
+// instrumentation reads (otelhttp, the NATS and Kafka instrumentations)
+// continue the producer's trace.
+func TraceContext(ev *event.Event) (traceparent, tracestate string) {
+	exts := ev.Extensions()
+	tp, _ := exts["traceparent"].(string)
+	if tp == "" {
+		return "", ""
+	}
+	ts, _ := exts["tracestate"].(string)
+	carrier := traceCarrier{tp, ts}
+	sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), carrier))
+	if !sc.IsValid() {
+		return "", ""
+	}
+	return "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-" + sc.TraceFlags().String(), sc.TraceState().String()
+}
+
+// traceCarrier hands an event's trace context to the W3C propagator.
+type traceCarrier struct{ traceparent, tracestate string }
+
+func (c traceCarrier) Get(key string) string {
+	switch key {
+	case "traceparent":
+		return c.traceparent
+	case "tracestate":
+		return c.tracestate
+	}
+	return ""
+}
+
+func (c traceCarrier) Set(string, string) {}
+
+func (c traceCarrier) Keys() []string { return []string{"traceparent", "tracestate"} }
