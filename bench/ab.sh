@@ -12,11 +12,21 @@
 #   lone    single events, 1 client
 #   single  single events, 64 clients
 #   batch   batches of 100, 16 clients
-# It prints events/s (and p50 for lone) per round and B ÷ A of the sums.
+# It prints events/s, p50 and the server's CPU time per event (utime +
+# stime from /proc while the shape runs, ÷ events) per round, and B ÷ A of
+# the sums; CPU per event is the steadier figure on a busy machine.
 # AB_ENV_A / AB_ENV_B: extra environment (space-separated NAME=value) for
 # the servers of A / B, so that one revision can be compared with itself
-# under two settings, e.g. tracing off and on:
-#   AB_ENV_B=OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 bench/ab.sh HEAD HEAD
+# under two settings.
+# AB_TRACING=1: B traces (tracing off against on, `make bench-tracing`):
+# bench/otlpsink, started here on a free loopback port, takes every OTLP/HTTP
+# export and drops it; B's servers get OTEL_EXPORTER_OTLP_ENDPOINT pointing
+# at it, OTEL_TRACES_SAMPLER=always_on (every span sampled) and
+# OTEL_BSP_MAX_QUEUE_SIZE=$AB_BSP_QUEUE (default 1000000, so that the batch
+# processor exports every span instead of dropping what overflows its
+# default queue of 2048). The sink's span count and CPU time are printed
+# at the end.
+#   AB_TRACING=1 bench/ab.sh HEAD HEAD
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +45,19 @@ psql -X -q -c 'SELECT 1' "$ADMIN" >/dev/null || { echo "bench/ab.sh: no PostgreS
 
 mkdir -p "$OUT"
 go build -o "$OUT/driver" . # the load generator: the current tree's
+SINK=
+if [ "${AB_TRACING:-0}" = 1 ]; then
+	go build -o "$OUT/otlpsink" ./bench/otlpsink
+	"$OUT/otlpsink" >"$OUT/otlpsink.url" 2>"$OUT/otlpsink.log" &
+	SINK=$!
+	for _ in $(seq 1 100); do
+		[ -s "$OUT/otlpsink.url" ] && break
+		sleep 0.1
+	done
+	SINK_URL=$(head -n 1 "$OUT/otlpsink.url")
+	[ -n "$SINK_URL" ] || { echo "bench/ab.sh: bench/otlpsink did not start: $(cat "$OUT/otlpsink.log")" >&2; exit 1; }
+	AB_ENV_B="${AB_ENV_B:-} OTEL_EXPORTER_OTLP_ENDPOINT=$SINK_URL OTEL_TRACES_SAMPLER=always_on OTEL_BSP_MAX_QUEUE_SIZE=${AB_BSP_QUEUE:-1000000}"
+fi
 build() { # rev dir
 	local wt out
 	out=$(cd "$2" && pwd)
@@ -52,10 +75,16 @@ DB=
 cleanup() {
 	[ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
 	[ -n "$DB" ] && psql -X -q -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" "$ADMIN" >/dev/null 2>&1 || true
+	if [ -n "$SINK" ]; then
+		kill "$SINK" 2>/dev/null && wait "$SINK" 2>/dev/null || true
+		cat "$OUT/otlpsink.log"
+	fi
 }
 trap cleanup EXIT
 
 base=${ADMIN%/*}
+TCK=$(getconf CLK_TCK)
+cputicks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # utime + stime of a process
 run_shape() { # which shape args...
 	local which=$1 shape=$2
 	shift 2
@@ -77,17 +106,21 @@ run_shape() { # which shape args...
 		sleep 0.1
 	done
 	[ -n "$ready" ] || { echo "bench/ab.sh: build $which not ready after 120 s; its log:" >&2; cat "$OUT/$which.log" >&2; exit 1; }
+	local t0 t1
+	t0=$(cputicks "$PID")
 	"$OUT/driver" bench --url "http://127.0.0.1:$port" --json --quiet --duration "${S}s" "$@" >"$OUT/$which-$shape.json" 2>"$OUT/$which-$shape.err"
+	t1=$(cputicks "$PID")
 	kill "$PID"
 	wait "$PID" 2>/dev/null || true
 	PID=
 	psql -X -q -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" "$ADMIN" >/dev/null
 	DB=
-	jq -r '[.events_per_second, .append_latency.p50_ms] | @tsv' "$OUT/$which-$shape.json"
+	jq -r --argjson ticks "$((t1 - t0))" --argjson tck "$TCK" \
+		'[.events_per_second, .append_latency.p50_ms, (if .events > 0 then $ticks / $tck * 1e6 / .events else 0 end)] | @tsv' "$OUT/$which-$shape.json"
 }
 
-declare -A sum
-printf '%-7s %-5s %-3s %12s %8s\n' shape round rev events/s p50-ms
+declare -A sum cpu
+printf '%-7s %-5s %-3s %12s %8s %10s\n' shape round rev events/s p50-ms cpu-µs/ev
 for r in $(seq 1 "$ROUNDS"); do
 	for shape in lone single batch; do
 		case $shape in
@@ -96,13 +129,15 @@ for r in $(seq 1 "$ROUNDS"); do
 		batch) args=(--clients 16 --batch 100 --streams 1000) ;;
 		esac
 		for which in a b; do
-			read -r eps p50 < <(run_shape "$which" "$shape" "${args[@]}")
-			printf '%-7s %-5s %-3s %12.0f %8.2f\n' "$shape" "$r" "$which" "$eps" "$p50"
+			read -r eps p50 us < <(run_shape "$which" "$shape" "${args[@]}")
+			printf '%-7s %-5s %-3s %12.0f %8.2f %10.1f\n' "$shape" "$r" "$which" "$eps" "$p50" "$us"
 			sum[$shape$which]=$(awk -v x="${sum[$shape$which]:-0}" -v y="$eps" 'BEGIN { print x + y }')
+			cpu[$shape$which]=$(awk -v x="${cpu[$shape$which]:-0}" -v y="$us" 'BEGIN { print x + y }')
 		done
 	done
 done
 echo "A = $A ($(git rev-parse --short "$A")) ${AB_ENV_A:-}, B = $B ($(git rev-parse --short "$B")) ${AB_ENV_B:-}; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 for shape in lone single batch; do
-	awk -v s="$shape" -v a="${sum[${shape}a]}" -v b="${sum[${shape}b]}" 'BEGIN { printf "%-7s B/A = %.2fx\n", s, b / a }'
+	awk -v s="$shape" -v a="${sum[${shape}a]}" -v b="${sum[${shape}b]}" -v ca="${cpu[${shape}a]}" -v cb="${cpu[${shape}b]}" \
+		'BEGIN { printf "%-7s B/A = %.2fx events/s, %.2fx CPU per event (mean %.1f vs %.1f µs)\n", s, b / a, cb / ca, ca / '"$ROUNDS"', cb / '"$ROUNDS"' }'
 done
