@@ -51,8 +51,8 @@ func main() {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	fmt.Fprintf(os.Stderr, "otlpsink: %d requests, %d bytes, %d spans dropped (%d undecodable), cpu %s\n",
-		st.requests.Load(), st.bytes.Load(), st.spans.Load(), st.bad.Load(), cpu.Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "otlpsink: received and dropped %d spans in %d requests, %d bytes (%d undecodable); its own CPU time %s\n",
+		st.spans.Load(), st.requests.Load(), st.bytes.Load(), st.bad.Load(), cpu.Round(time.Millisecond))
 }
 
 // stats counts what the sink received.
