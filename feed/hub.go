@@ -44,8 +44,12 @@ type Config struct {
 
 // DefaultPageBytes bounds the documents of a page a subscriber reads from
 // the log: what one SSE client may hold while a slow reader takes it (see
-// docs/RELIABILITY.md). Pages of small events still hold PageSize events.
-const DefaultPageBytes = 256 << 10
+// docs/RELIABILITY.md). It is the bound of a query page
+// (store.DefaultPageBytes): at 256 KiB, a page of 600-byte events held 430
+// of them, and the fixed costs of a page (a round trip, a plan, waking
+// both processes) made a replay cost PostgreSQL 30 % more CPU per event
+// than pages of PageSize events (docs/PERFORMANCE.md, "At scale").
+const DefaultPageBytes = 1 << 20
 
 // frame is one event rendered once for every subscriber.
 type frame struct {

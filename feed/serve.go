@@ -217,15 +217,10 @@ func (s *subscriber) step(ctx context.Context) (bool, error) {
 	if len(events) > 0 {
 		newest = events[len(events)-1].CommittedAt
 	}
-	var frame []byte
 	for i, e := range events {
 		events[i] = nil
-		frame = appendFrame(frame[:0], e)
-		if err := s.send(frame); err != nil {
+		if err := s.sendEvent(e); err != nil {
 			return false, err
-		}
-		if cap(frame) > writeChunk {
-			frame = nil
 		}
 	}
 	if err := s.flush(); err != nil {
@@ -288,6 +283,36 @@ func (s *subscriber) send(f []byte) error {
 		return nil
 	}
 	return s.write(f)
+}
+
+// sendEvent queues the frame of e, rendered straight into the buffer when
+// it fits there, and rendered on its own and written otherwise.
+func (s *subscriber) sendEvent(e *fossil.Event) error {
+	bound := frameBound(e)
+	if bound > writeChunk {
+		return s.send(appendFrame(nil, e))
+	}
+	if len(s.buf)+bound > writeChunk {
+		if err := s.flush(); err != nil {
+			return err
+		}
+	}
+	if s.buf == nil {
+		s.buf = make([]byte, 0, writeChunk)
+	}
+	s.buf = appendFrame(s.buf, e)
+	return nil
+}
+
+// frameBound is at least the length of e's frame (appendFrame): the
+// document, the numbers and the names, each character of a name escaped
+// at most as \uXXXX.
+func frameBound(e *fossil.Event) int {
+	n := len(e.Doc) + 192 + 6*len(e.Stream)
+	for _, a := range e.ExpectAck {
+		n += 1 + 6*len(a)
+	}
+	return n
 }
 
 // flush writes what send has queued.

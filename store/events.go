@@ -119,12 +119,31 @@ func collectEvents(rows pgx.Rows, limit int, maxBytes int64) ([]*fossil.Event, e
 // fossil_events as pgx requests them (binary bigint and timestamptz, text
 // and json in either format); anything else is left to scanEvent.
 //
-// Events are allocated in small blocks, and a row whose stream is the
-// previous row's shares its name: a page of one stream allocates one
-// string for all of its events.
+// Events are allocated in small blocks, documents are copied into shared
+// chunks of docChunk bytes (each document's capacity clipped to its
+// length, so that appending to one never overwrites the next), and a row
+// whose stream is the previous row's shares its name: a page of one
+// stream allocates one string for all of its events.
 type rowDecoder struct {
 	block  []fossil.Event
+	docs   []byte
 	stream string
+}
+
+// docChunk is the size of the blocks documents are copied into; a larger
+// document gets its own.
+const docChunk = 64 << 10
+
+func (d *rowDecoder) doc(b []byte) []byte {
+	if len(b) > docChunk/4 {
+		return bytes.Clone(b)
+	}
+	if cap(d.docs)-len(d.docs) < len(b) {
+		d.docs = make([]byte, 0, docChunk)
+	}
+	n := len(d.docs)
+	d.docs = append(d.docs, b...)
+	return d.docs[n:len(d.docs):len(d.docs)]
 }
 
 // eventColumnTypes are the type OIDs of eventColumns, in order.
@@ -186,7 +205,7 @@ func (d *rowDecoder) decode(v [][]byte, more int) (*fossil.Event, error) {
 	if len(v[8]) > 0 {
 		e.ExpectAck = strings.Split(string(v[8]), ",")
 	}
-	e.Doc = bytes.Clone(v[9])
+	e.Doc = d.doc(v[9])
 	if e.CommittedAt, err = timestamptzAt(v[10]); err != nil {
 		return nil, err
 	}
