@@ -314,13 +314,13 @@ SELECT count(*) FROM (
 	}
 	var heads int64
 	err = b.pool.QueryRow(context.Background(), `
-SELECT count(*) FROM fossil_streams s
-WHERE s.last_sequence <> (SELECT count(*) FROM fossil_events e WHERE e.stream = s.name)`).Scan(&heads)
+SELECT count(*) FROM (SELECT DISTINCT stream FROM fossil_events) e
+FULL JOIN fossil_streams s ON s.name = e.stream WHERE s.name IS NULL OR e.stream IS NULL`).Scan(&heads)
 	if err != nil {
 		t.Fatalf("check stream heads: %v", err)
 	}
 	if heads != 0 {
-		t.Fatalf("%d streams have last_sequence different from their event count", heads)
+		t.Fatalf("%d streams have events but no row, or a row but no events", heads)
 	}
 }
 

@@ -92,7 +92,6 @@ type groupState struct {
 	// cache took for new; the write batch reads their heads.
 	unknown  *unknownStreams
 	streams  map[string]int64 // stream -> last sequence
-	dirty    map[string]bool  // streams whose last sequence changed
 	events   map[eventKey]*known
 	inserts  []*fossil.Event
 	replaced map[int64]*fossil.Event // number -> replacement (stored before this group)
@@ -136,29 +135,44 @@ const advanceHeadTreeSQL = `UPDATE fossil_head SET last_number = $1 / (last_numb
 // appendOneSQL is a group of one event planned from the head cache, as one
 // statement: advanceHeadSQL (with the tree: tree_size $4, and tree_edge
 // $5 unless NULL), then, joined to the locked and checked head row so
-// that they run only after it, the event row, its stream's head and the
-// notification. One statement instead of four is a quarter of the
-// executor start-ups, and scalar parameters instead of one-element arrays
-// spare decoding twelve arrays (docs/PERFORMANCE.md, "One writer").
-const appendOneSQL = `
+// that they run only after it, the event row and the notification. One
+// statement instead of four is a quarter of the executor start-ups, and
+// scalar parameters instead of one-element arrays spare decoding twelve
+// arrays (docs/PERFORMANCE.md, "One writer"). The stream's row is not
+// touched: its newest sequence is read from its events (streamHeadsSQL).
+const appendOneSQL = appendOneHead + appendOneEvent + `
+SELECT pg_notify($17, last_number::text) FROM h`
+
+// appendOneNewStreamSQL is appendOneSQL for the first event of a stream
+// (sequence 1), which also adds the stream's row.
+const appendOneNewStreamSQL = appendOneHead + appendOneEvent + `, s AS (
+  INSERT INTO fossil_streams (name) SELECT $6::text FROM h ON CONFLICT (name) DO NOTHING
+)
+SELECT pg_notify($17, last_number::text) FROM h`
+
+const appendOneHead = `
 WITH h AS (
   UPDATE fossil_head SET last_number = $1 / (last_number = $2 AND tree_size = $3)::int,
     tree_size = $4, tree_edge = coalesce($5, tree_edge)
   RETURNING last_number
-), e AS (
+)`
+
+const appendOneEvent = `, e AS (
   INSERT INTO fossil_events (number, stream, sequence, id, source, type, subject, time, expect_ack, doc, salt, tree_hashes)
   SELECT last_number, $6::text, $7::bigint, $8::text, $9::text, $10::text, $11::text, $12::timestamptz, $13::text, $14::text::json, $15::bytea, $16::bytea FROM h
-), s AS (
-  INSERT INTO fossil_streams (name, last_sequence) SELECT $6::text, $7::bigint FROM h
-  ON CONFLICT (name) DO UPDATE SET last_sequence = excluded.last_sequence
-)
-SELECT pg_notify($17, last_number::text) FROM h`
+)`
 
 // The appender's connections keep generic plans and never scan a table
 // (see [Open]): its reads are probes by key, phrased so that a probe of
 // the unique index is their only plan (the LIMIT keeps the lateral
 // subquery from being flattened into a join, which could hash the table).
-const streamHeadsSQL = `SELECT name, last_sequence FROM fossil_streams WHERE name = ANY($1::text[])`
+// A stream's head is the last entry of its events in the (stream,
+// sequence) index; a stream without events has none and is not listed.
+const streamHeadsSQL = `
+SELECT k.name, e.sequence FROM unnest($1::text[]) AS k(name)
+CROSS JOIN LATERAL (
+  SELECT sequence FROM fossil_events WHERE stream = k.name ORDER BY sequence DESC LIMIT 1
+) e`
 
 const existingEventsSQL = `
 SELECT e.id, e.source, e.number, e.stream, e.sequence, e.doc
@@ -365,7 +379,6 @@ func loadGroupState(ctx context.Context, conn *pgx.Conn, reqs []*AppendRequest, 
 func newGroupState(streams int) *groupState {
 	return &groupState{
 		streams:  make(map[string]int64, streams),
-		dirty:    map[string]bool{},
 		events:   make(map[eventKey]*known),
 		replaced: map[int64]*fossil.Event{},
 	}
@@ -431,7 +444,6 @@ func (st *groupState) apply(req *AppendRequest) (*AppendResult, error) {
 		res.Events[i] = Position{ID: e.ID, Source: e.Source, Number: e.Number, Sequence: e.Sequence}
 	}
 	st.streams[req.Stream] = cur
-	st.dirty[req.Stream] = true
 	return res, nil
 }
 
@@ -484,10 +496,12 @@ WITH r AS (
 )
 UPDATE fossil_head SET replacements = $5, replacement_chain = $6`
 
-const upsertStreamsSQL = `
-INSERT INTO fossil_streams (name, last_sequence)
-SELECT * FROM unnest($1::text[], $2::bigint[])
-ON CONFLICT (name) DO UPDATE SET last_sequence = excluded.last_sequence`
+// insertStreamsSQL adds the rows of the streams a group began (whose
+// first event it inserts); the streams' newest sequences are read from
+// their events (streamHeadsSQL).
+const insertStreamsSQL = `
+INSERT INTO fossil_streams (name) SELECT unnest($1::text[])
+ON CONFLICT (name) DO NOTHING`
 
 const updateHeadSQL = `UPDATE fossil_head SET last_number = $1`
 
@@ -541,7 +555,11 @@ func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
 			s := strings.Join(e.ExpectAck, ",")
 			ack = &s
 		}
-		batch.Queue(appendOneSQL, st.head, st.loadedHead, loadedTree, st.treeSize, edge,
+		sql := appendOneSQL
+		if e.Sequence == 1 {
+			sql = appendOneNewStreamSQL
+		}
+		batch.Queue(sql, st.head, st.loadedHead, loadedTree, st.treeSize, edge,
 			e.Stream, e.Sequence, e.ID, e.Source, e.Type, optString(e.Subject), optTime(e.Time), ack, string(e.Doc), e.Salt, hashes,
 			ChannelEvents)
 	case st.fromCache:
@@ -576,13 +594,15 @@ func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
 			hashes = make([][]byte, n) // NULLs: the tree builder will hash them
 		}
 		batch.Queue(insertEventsSQL, numbers, streams, seqs, ids, sources, types, subjects, times, acks, docs, salts, hashes)
-		names := make([]string, 0, len(st.dirty))
-		lasts := make([]int64, 0, len(st.dirty))
-		for name := range st.dirty {
-			names = append(names, name)
-			lasts = append(lasts, st.streams[name])
+		var began []string
+		for _, e := range st.inserts {
+			if e.Sequence == 1 {
+				began = append(began, e.Stream)
+			}
 		}
-		batch.Queue(upsertStreamsSQL, names, lasts)
+		if len(began) > 0 {
+			batch.Queue(insertStreamsSQL, began)
+		}
 		switch {
 		case st.fromCache:
 		case hashed:

@@ -64,7 +64,7 @@ SELECT (SELECT count(*) FROM fossil_events),
        (SELECT coalesce(max(number), 0) FROM fossil_events),
        (SELECT last_number FROM fossil_head),
        (SELECT count(*) FROM (SELECT sequence, row_number() OVER (PARTITION BY stream ORDER BY number) AS want FROM fossil_events) s WHERE sequence <> want),
-       (SELECT count(*) FROM fossil_streams s WHERE last_sequence <> (SELECT count(*) FROM fossil_events e WHERE e.stream = s.name))`).
+       (SELECT count(*) FROM (SELECT DISTINCT stream FROM fossil_events) e FULL JOIN fossil_streams s ON s.name = e.stream WHERE s.name IS NULL OR e.stream IS NULL)`).
 		Scan(&count, &lo, &hi, &head, &badSeq, &badStreams)
 	if err != nil {
 		tb.Fatalf("check log: %v", err)

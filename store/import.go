@@ -47,10 +47,11 @@ SELECT last_number, tree_size, tree_edge, replacements, replacement_chain,
        EXISTS (SELECT 1 FROM fossil_events) OR EXISTS (SELECT 1 FROM fossil_streams)
 FROM fossil_head FOR UPDATE`
 
+// importStreamsSQL adds the rows of the streams the import began (their
+// newest sequences are read from their events, see streamHeadsSQL).
 const importStreamsSQL = `
-INSERT INTO fossil_streams (name, last_sequence)
-SELECT * FROM unnest($1::text[], $2::bigint[])
-ON CONFLICT (name) DO UPDATE SET last_sequence = EXCLUDED.last_sequence`
+INSERT INTO fossil_streams (name) SELECT unnest($1::text[])
+ON CONFLICT (name) DO NOTHING`
 
 const importHeadSQL = `UPDATE fossil_head SET last_number = $1, tree_size = $2, tree_edge = $3, replacements = $4, replacement_chain = $5`
 
@@ -183,11 +184,10 @@ func (s *Store) Import(ctx context.Context, next func() (ImportItem, error)) (Im
 			}
 		}
 		names := make([]string, 0, len(src.touched))
-		seqs := make([]int64, 0, len(src.touched))
 		for name := range src.touched {
-			names, seqs = append(names, name), append(seqs, src.streams[name])
+			names = append(names, name)
 		}
-		if _, err := tx.Exec(ctx, importStreamsSQL, names, seqs); err != nil {
+		if _, err := tx.Exec(ctx, importStreamsSQL, names); err != nil {
 			return err
 		}
 		newSize, edge, newChain := treeSize, edgeBytes, src.baseChain
@@ -290,7 +290,8 @@ type importSource struct {
 
 // loadStreams reads the stored streams' newest sequences.
 func (s *importSource) loadStreams(ctx context.Context, tx pgx.Tx) error {
-	rows, err := tx.Query(ctx, `SELECT name, last_sequence FROM fossil_streams`)
+	rows, err := tx.Query(ctx, `SELECT s.name, e.sequence FROM fossil_streams s
+CROSS JOIN LATERAL (SELECT sequence FROM fossil_events WHERE stream = s.name ORDER BY sequence DESC LIMIT 1) e`)
 	if err != nil {
 		return err
 	}

@@ -169,7 +169,10 @@ func (r *Reader) everything() bool { return len(r.names) > 0 && len(r.names) == 
 // unbounded is a window that reaches any head.
 const unbounded = int64(1) << 62
 
-const matchingEventsSQL = `SELECT coalesce(sum(last_sequence), 0)::bigint FROM fossil_streams WHERE name = ANY($1::text[])`
+// matchingEventsSQL sums the newest sequences of the named streams: how
+// many events they hold (one probe of the (stream, sequence) index each).
+const matchingEventsSQL = `SELECT coalesce(sum(e.sequence), 0)::bigint FROM unnest($1::text[]) AS k(name)
+CROSS JOIN LATERAL (SELECT sequence FROM fossil_events WHERE stream = k.name ORDER BY sequence DESC LIMIT 1) e`
 
 // estimateWindow sets the first window from the matching streams' share
 // of the log: about two pages of their events, or everything when they

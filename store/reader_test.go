@@ -103,7 +103,7 @@ func newReadFixture(t *testing.T) *readFixture {
 		 SELECT n, s, row_number() OVER (PARTITION BY s ORDER BY n), 'e' || n, '/t', 't',
 		        json_build_object('specversion', '1.0', 'id', 'e' || n, 'source', '/t', 'type', 't', 'data', repeat('x', 100))
 		 FROM unnest($1::bigint[], $2::text[]) AS t(n, s)`,
-		`INSERT INTO fossil_streams (name, last_sequence) SELECT stream, max(sequence) FROM fossil_events GROUP BY stream`,
+		`INSERT INTO fossil_streams (name) SELECT DISTINCT stream FROM fossil_events`,
 		`UPDATE fossil_head SET last_number = (SELECT max(number) FROM fossil_events)`,
 		`ANALYZE fossil_events`,
 		`ANALYZE fossil_streams`,

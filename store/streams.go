@@ -30,10 +30,11 @@ type StreamInfo struct {
 // a row comparison and the order the index's, so no other index or join
 // can serve the subquery and its plan cannot flip to a read of the log
 // (TestListStreamsPlan). Every stream row has events, so the entry found is
-// the stream's own.
-const streamInfoSelect = `SELECT s.name, s.last_sequence, e.number, s.created_at, e.committed_at
+// the stream's own, and its sequence is the stream's newest (sequences
+// are assigned in number order).
+const streamInfoSelect = `SELECT s.name, e.sequence, e.number, s.created_at, e.committed_at
 FROM fossil_streams s
-CROSS JOIN LATERAL (SELECT number, committed_at FROM fossil_events
+CROSS JOIN LATERAL (SELECT number, sequence, committed_at FROM fossil_events
     WHERE (stream COLLATE "C", number) <= (s.name, 9223372036854775807)
     ORDER BY stream COLLATE "C" DESC, number DESC LIMIT 1) e`
 

@@ -355,9 +355,10 @@ func insertSilently(t testing.TB, pool *pgxpool.Pool, stream, id string) int64 {
 	if err := tx.QueryRow(ctx, `SELECT last_number + 1 FROM fossil_head FOR UPDATE`).Scan(&number); err != nil {
 		t.Fatal(err)
 	}
-	if err := tx.QueryRow(ctx, `INSERT INTO fossil_streams (name, last_sequence) VALUES ($1, 1)
-		ON CONFLICT (name) DO UPDATE SET last_sequence = fossil_streams.last_sequence + 1
-		RETURNING last_sequence`, stream).Scan(&sequence); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO fossil_streams (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, stream); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(sequence), 0) + 1 FROM fossil_events WHERE stream = $1`, stream).Scan(&sequence); err != nil {
 		t.Fatal(err)
 	}
 	doc := fmt.Sprintf(`{"specversion":"1.0","id":%q,"source":"/test","type":"test.event","data":{}}`, id)
@@ -390,7 +391,7 @@ func bulkInsert(t testing.TB, dbURL, stream string, after, n, size int) {
 		SELECT $2 + g, $1, g, $1 || '-' || g, '/bulk', 'bulk.event',
 		       json_build_object('specversion', '1.0', 'id', $1 || '-' || g, 'source', '/bulk', 'type', 'bulk.event', 'data', repeat('x', $4))
 		FROM generate_series(1, $3::bigint) AS g`, stream, after, n, size)
-	batch.Queue(`INSERT INTO fossil_streams (name, last_sequence) VALUES ($1, $2)`, stream, n)
+	batch.Queue(`INSERT INTO fossil_streams (name) VALUES ($1)`, stream)
 	batch.Queue(`UPDATE fossil_head SET last_number = $1`, after+n)
 	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
 		t.Fatal(err)
