@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -112,6 +113,16 @@ type groupState struct {
 	chain        tlog.Hash
 	// hashed is how long hashing the group's events took (0: not hashed).
 	hashed time.Duration
+
+	// token is what a group of several events planned from the cache
+	// writes into fossil_head.group_token; after, when set, is the token
+	// its head check requires: the token of the group sent before it,
+	// whose commit was still unknown when this one was planned.
+	token int64
+	after *int64
+	// commitTag is the answer to the COMMIT of a group that took the long
+	// way.
+	commitTag pgconn.CommandTag
 }
 
 // treeComplete reports whether the group hashes its events into the tree.
@@ -119,18 +130,20 @@ func (st *groupState) treeComplete() bool { return st.treeSize == st.loadedHead 
 
 const lockHeadSQL = `SELECT last_number, tree_size, tree_edge, replacements, replacement_chain FROM fossil_head FOR UPDATE`
 
-// advanceHeadSQL is the first statement of a group planned from the head
-// cache: it takes the head row lock, checks that the head is still $2 and
-// the tree size $3, and moves the head to $1, or fails with
-// division_by_zero when either has moved. An UPDATE that waited for the
-// lock evaluates its expression on the row as the other transaction
-// committed it, so it sees the latest head.
-const advanceHeadSQL = `UPDATE fossil_head SET last_number = $1 / (last_number = $2 AND tree_size = $3)::int`
+// advanceHeadSQL is the first statement of a group of several events
+// planned from the head cache: it takes the head row lock, checks that the
+// head is still $2, the tree size $3 and, unless $4 is NULL, the group
+// token $4 (the token of the group sent before this one committed, see
+// [Appender.launch]), and moves the head to $1 and the token to $5, or
+// fails with division_by_zero when any has moved. An UPDATE that waited
+// for the lock evaluates its expression on the row as the other
+// transaction committed it, so it sees the latest head.
+const advanceHeadSQL = `UPDATE fossil_head SET last_number = $1 / (last_number = $2 AND tree_size = $3 AND group_token = coalesce($4, group_token))::int, group_token = $5`
 
 // advanceHeadTreeSQL is advanceHeadSQL for a group that hashed its events
-// into the tree: it also moves the tree to the new edge $4. The new stored
+// into the tree: it also moves the tree to the new edge $6. The new stored
 // hashes travel in the event rows.
-const advanceHeadTreeSQL = `UPDATE fossil_head SET last_number = $1 / (last_number = $2 AND tree_size = $3)::int, tree_size = $1, tree_edge = $4`
+const advanceHeadTreeSQL = `UPDATE fossil_head SET last_number = $1 / (last_number = $2 AND tree_size = $3 AND group_token = coalesce($4, group_token))::int, group_token = $5, tree_size = $1, tree_edge = $6`
 
 // appendOneSQL is a group of one event planned from the head cache, as one
 // statement: advanceHeadSQL (with the tree: tree_size $4, and tree_edge
@@ -526,8 +539,19 @@ const notifySQL = `SELECT pg_notify($1, $2)`
 // statements in one round trip. A planned group with nothing to write (each
 // request failed a check that needs no stored state) sends nothing.
 func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
+	br, err := st.send(ctx, conn)
+	if err != nil || br == nil {
+		return err
+	}
+	return st.wait(br)
+}
+
+// send hashes the group's events, sends its statements (see
+// [groupState.write]) and returns their results without reading them, or
+// nil when there is nothing to send.
+func (st *groupState) send(ctx context.Context, conn *pgx.Conn) (pgx.BatchResults, error) {
 	if st.fromCache && len(st.inserts) == 0 {
-		return nil
+		return nil, nil
 	}
 	// The group's rows are final once its events are hashed into the tree
 	// (when the tree holds the whole log; otherwise the tree builder will).
@@ -538,7 +562,7 @@ func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
 		err := st.hashTree()
 		st.hashed = max(time.Since(start), time.Nanosecond)
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
 	batch := &pgx.Batch{}
@@ -563,10 +587,13 @@ func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
 			e.Stream, e.Sequence, e.ID, e.Source, e.Type, optString(e.Subject), optTime(e.Time), ack, string(e.Doc), e.Salt, hashes,
 			ChannelEvents)
 	case st.fromCache:
+		if st.token == 0 {
+			st.token = newGroupToken()
+		}
 		if hashed {
-			batch.Queue(advanceHeadTreeSQL, st.head, st.loadedHead, loadedTree, st.tree.Bytes())
+			batch.Queue(advanceHeadTreeSQL, st.head, st.loadedHead, loadedTree, st.after, st.token, st.tree.Bytes())
 		} else {
-			batch.Queue(advanceHeadSQL, st.head, st.loadedHead, loadedTree)
+			batch.Queue(advanceHeadSQL, st.head, st.loadedHead, loadedTree, st.after, st.token)
 		}
 		st.unknown.queue(batch)
 	}
@@ -627,7 +654,7 @@ func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
 		for _, num := range numbers {
 			e := st.replaced[num]
 			if err := prepareLeaf(e); err != nil {
-				return err
+				return nil, err
 			}
 			types, docs = append(types, e.Type), append(docs, string(e.Doc))
 			subjects, times = append(subjects, optString(e.Subject)), append(times, optTime(e.Time))
@@ -643,14 +670,19 @@ func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
 		batch.Queue(insertReplacementsSQL, indexes, numbers, leaves, chains, st.replacements, st.chain[:])
 		batch.Queue(notifySQL, ChannelReplaced, strings.Join(list, ","))
 	}
-	var tag pgconn.CommandTag
 	if !st.fromCache {
 		batch.Queue("COMMIT").Exec(func(ct pgconn.CommandTag) error {
-			tag = ct
+			st.commitTag = ct
 			return nil
 		})
 	}
-	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
+	return conn.SendBatch(ctx, batch), nil
+}
+
+// wait reads the results of the statements [groupState.send] sent:
+// nil once the group has committed.
+func (st *groupState) wait(br pgx.BatchResults) error {
+	if err := br.Close(); err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) {
 			switch {
@@ -664,11 +696,20 @@ func (st *groupState) write(ctx context.Context, conn *pgx.Conn) error {
 		}
 		return fmt.Errorf("write events: %w", err)
 	}
-	if !st.fromCache && tag.String() != "COMMIT" {
+	if !st.fromCache && st.commitTag.String() != "COMMIT" {
 		// COMMIT of a transaction that failed answers ROLLBACK.
-		return fmt.Errorf("write events: transaction rolled back (%s)", tag.String())
+		return fmt.Errorf("write events: transaction rolled back (%s)", st.commitTag.String())
 	}
 	return nil
+}
+
+// newGroupToken returns a random non-zero group token.
+func newGroupToken() int64 {
+	for {
+		if t := rand.Int64(); t != 0 {
+			return t
+		}
+	}
 }
 
 // hashTree adds the group's events to the tree and sets treeHashes: for

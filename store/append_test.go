@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -702,12 +703,18 @@ func BenchmarkAppenderGroup(b *testing.B) {
 	for _, bc := range []struct {
 		name            string
 		clients, perReq int
+		serial          bool
 	}{
-		{"Clients1", 1, 1},
-		{"Clients64", 64, 1},
-		{"Batch100Clients4", 4, 100},
+		{"Clients1", 1, 1, false},
+		{"Clients64", 64, 1, false},
+		{"Clients64Serial", 64, 1, true},
+		{"Batch100Clients4", 4, 100, false},
+		{"Batch100Clients16", 16, 100, false},
+		{"Batch100Clients16Serial", 16, 100, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
+			serialGroups = bc.serial
+			defer func() { serialGroups = false }()
 			var groups, grouped atomic.Int64
 			ab := setupAppend(b, AppenderConfig{ObserveFunc: func(requests, _ int, _ time.Duration, _ error) {
 				groups.Add(1)
@@ -715,8 +722,9 @@ func BenchmarkAppenderGroup(b *testing.B) {
 			}})
 			var next atomic.Int64
 			var wg sync.WaitGroup
+			pad := strings.Repeat("x", 480) // documents of about 560 bytes, as fossil bench sends
 			b.ResetTimer()
-			for c := range bc.clients {
+			for range bc.clients {
 				wg.Go(func() {
 					for {
 						i := next.Add(1)
@@ -725,9 +733,9 @@ func BenchmarkAppenderGroup(b *testing.B) {
 						}
 						evs := make([]*fossil.Event, bc.perReq)
 						for j := range evs {
-							evs[j] = testEvent(fmt.Sprintf("%d-%d", i, j), "x")
+							evs[j] = testEvent(fmt.Sprintf("%d-%d", i, j), pad)
 						}
-						if _, err := ab.appender.Append(context.Background(), &AppendRequest{Stream: fmt.Sprintf("c%d", c%8), Events: evs}); err != nil {
+						if _, err := ab.appender.Append(context.Background(), &AppendRequest{Stream: fmt.Sprintf("c%d", i%1000), Events: evs}); err != nil {
 							b.Error(err)
 							return
 						}
@@ -740,6 +748,78 @@ func BenchmarkAppenderGroup(b *testing.B) {
 			b.ReportMetric(events/b.Elapsed().Seconds(), "events/s")
 			if g := groups.Load(); g > 0 {
 				b.ReportMetric(float64(grouped.Load())/float64(g), "requests/group")
+			}
+		})
+	}
+}
+
+// TestAppenderPipelined: two groups of several events are in flight at
+// once, the second planned on the first's outcome; when the first fails
+// (a stored duplicate it did not read), the second's head check fails too,
+// nothing of either is written, and both run again, alone.
+func TestAppenderPipelined(t *testing.T) {
+	t.Parallel()
+	for _, dup := range []bool{false, true} {
+		t.Run(fmt.Sprintf("dup=%v", dup), func(t *testing.T) {
+			t.Parallel()
+			b := setupAppend(t, AppenderConfig{MaxGroupEvents: 2})
+			ctx := context.Background()
+			if _, err := b.appender.Append(ctx, &AppendRequest{Stream: "s", Events: events(testEvent("stored", "x"), testEvent("stored2", "x"))}); err != nil {
+				t.Fatal(err)
+			}
+			// A lone request waits for the head lock; two requests of two
+			// events queue behind it and form two groups.
+			release := b.holdHead(t)
+			type result struct {
+				res *AppendResult
+				err error
+			}
+			send := func(stream string, evs ...*fossil.Event) chan result {
+				ch := make(chan result, 1)
+				go func() {
+					res, err := b.appender.Append(ctx, &AppendRequest{Stream: stream, Events: evs})
+					ch <- result{res, err}
+				}()
+				return ch
+			}
+			r0 := send("a", testEvent("a1", "x"), testEvent("a2", "x"))
+			waitFor(t, func() bool { return lockWaiters(t, b) == 1 })
+			first := testEvent("b1", "x")
+			if dup {
+				first = testEvent("stored", "x")
+			}
+			r1 := send("s", first, testEvent("b2", "x"))
+			b.waitQueued(t, 1)
+			r2 := send("s", testEvent("c1", "x"), testEvent("c2", "x"))
+			b.waitQueued(t, 2)
+			release()
+			want := map[string]Position{"a1": {Number: 3, Sequence: 1}, "a2": {Number: 4, Sequence: 2}}
+			if dup {
+				want["stored"] = Position{Number: 1, Sequence: 1}
+				want["b2"] = Position{Number: 5, Sequence: 3}
+				want["c1"] = Position{Number: 6, Sequence: 4}
+				want["c2"] = Position{Number: 7, Sequence: 5}
+			} else {
+				want["b1"] = Position{Number: 5, Sequence: 3}
+				want["b2"] = Position{Number: 6, Sequence: 4}
+				want["c1"] = Position{Number: 7, Sequence: 5}
+				want["c2"] = Position{Number: 8, Sequence: 6}
+			}
+			for _, ch := range []chan result{r0, r1, r2} {
+				r := <-ch
+				if r.err != nil {
+					t.Fatal(r.err)
+				}
+				for _, p := range r.res.Events {
+					if w := want[p.ID]; p.Number != w.Number || p.Sequence != w.Sequence {
+						t.Errorf("%s landed at number %d sequence %d, want %d and %d", p.ID, p.Number, p.Sequence, w.Number, w.Sequence)
+					}
+				}
+			}
+			b.appender.Close()
+			b.requireDense(t, int64(len(want)+2-map[bool]int{false: 0, true: 1}[dup]))
+			if b.appender.launched < 2 {
+				t.Errorf("%d groups sent without waiting, want the two queued ones", b.appender.launched)
 			}
 		})
 	}

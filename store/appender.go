@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -11,6 +12,10 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fossil-events/fossil/fossil"
 )
@@ -79,6 +84,9 @@ type Appender struct {
 	lookups cooldown
 	// cache lets groups commit in one round trip (see headCache).
 	cache *headCache
+	// launched counts the groups sent without waiting (see
+	// [Appender.launch]); guarded by writer.
+	launched int
 
 	mu      sync.RWMutex // guards closed against sends on queue; held by lone requests
 	closed  bool
@@ -210,10 +218,22 @@ func (a *Appender) run() {
 
 // drain commits the queued requests, group by group, until the queue is
 // empty.
+//
+// Groups of several events planned from the head cache are pipelined: the
+// next one is planned on the outcome the cache expects of the one being
+// committed and sent at once, on another connection, where its head check
+// waits for the row lock until the earlier one has committed (see
+// [Appender.launch]). Other groups wait for the one in flight and run
+// alone.
 func (a *Appender) drain(group []*pendingAppend) {
 	a.writer.Lock()
 	defer a.writer.Unlock()
+	var prev *flight
 	for {
+		if prev != nil {
+			// group's backing array belongs to the group in flight.
+			group = make([]*pendingAppend, 0, cap(group))
+		}
 		group = group[:0]
 		events := 0
 	take:
@@ -230,11 +250,190 @@ func (a *Appender) drain(group []*pendingAppend) {
 			}
 		}
 		if len(group) == 0 {
-			return
+			if prev == nil {
+				return
+			}
+			a.land(prev, nil)
+			prev = nil
+			continue
 		}
-		a.commit(group, events)
-		a.inflight.Add(-int64(len(group)))
+		f := a.launch(group, events, prev)
+		if prev != nil {
+			a.land(prev, f)
+			prev = nil
+		}
+		switch {
+		case f == nil:
+			a.commit(group, events)
+			a.inflight.Add(-int64(len(group)))
+		case f.landed && f.err != nil:
+			// Its predecessor failed, so it did too (see land): run it
+			// again, alone.
+			a.commit(f.group, f.events)
+			a.inflight.Add(-int64(len(f.group)))
+		case !f.landed:
+			prev = f
+		}
 	}
+}
+
+// serialGroups turns pipelining off (for benchmarks that compare).
+var serialGroups = false
+
+// flight is a group sent but not yet answered (see [Appender.launch]).
+type flight struct {
+	group    []*pendingAppend
+	events   int
+	reqs     []*AppendRequest
+	outcomes []appendOutcome
+	st       *groupState
+	conn     *pgxpool.Conn
+	results  pgx.BatchResults
+	ctx      context.Context
+	cancel   context.CancelFunc
+	span     trace.Span
+	start    time.Time
+	// landed is set once the group committed or failed; err, when it
+	// failed (by land, as the group after a failed one), and its requests
+	// are not answered yet.
+	landed bool
+	err    error
+}
+
+// launch plans a group from the head cache, decides it and sends it
+// without waiting for the answer, or returns nil when the group must run
+// alone, after the one in flight: the cache cannot plan it (not valid,
+// cooling down, a stream it does not know), it reads stored events
+// (retries, replacements), it writes fewer than two events (a group of one
+// is [appendOneSQL]), or every request of it is gone.
+//
+// When prev, the group in flight, has not committed yet, the group is
+// planned on the state prev will leave (the cache records it when prev is
+// sent) and its head check also requires prev's group token: if prev
+// rolls back, the check fails, nothing of this group is written, and both
+// run again (see [Appender.land]). The check waits for the head row lock
+// that prev holds until its commit, so numbers stay dense and in commit
+// order.
+func (a *Appender) launch(group []*pendingAppend, events int, prev *flight) *flight {
+	if serialGroups || a.lookups != 0 || !a.cache.valid || a.cache.skip != 0 {
+		return nil
+	}
+	for _, p := range group {
+		if p.req.Replace || p.ctx.Err() != nil {
+			return nil
+		}
+	}
+	if events < 2 {
+		return nil
+	}
+	if prev != nil {
+		if ps := a.store.writePool.Stat(); ps.AcquiredConns() >= ps.MaxConns() {
+			return nil // no connection for it until prev lands
+		}
+	}
+	reqs := make([]*AppendRequest, len(group))
+	for i, p := range group {
+		reqs[i] = p.req
+	}
+	st := a.cache.plan(reqs, false)
+	if st == nil || st.unknown != nil {
+		return nil
+	}
+	outcomes, err := st.decide(reqs)
+	if err != nil || len(st.inserts) < 2 {
+		return nil
+	}
+	if prev != nil {
+		st.after = &prev.st.token
+	}
+	f := &flight{group: group, events: events, reqs: reqs, outcomes: outcomes, st: st, start: time.Now()}
+	ctx := context.Background()
+	if a.cfg.Tracer != nil {
+		ctx, f.span = a.startGroupSpan(group, events)
+	}
+	f.ctx, f.cancel = context.WithTimeout(ctx, a.cfg.TxTimeout)
+	conn, err := a.store.writePool.Acquire(f.ctx)
+	if err != nil {
+		f.end()
+		return nil
+	}
+	f.conn = conn
+	br, err := st.send(f.ctx, conn.Conn())
+	if err != nil || br == nil {
+		conn.Release()
+		f.end()
+		return nil
+	}
+	f.results = br
+	a.launched++
+	// The next group is planned on this one's outcome.
+	a.cache.committed(st)
+	return f
+}
+
+// end ends the flight's context and span.
+func (f *flight) end() {
+	f.cancel()
+	if f.span != nil {
+		f.span.End()
+	}
+}
+
+// land waits for the group in flight f and answers its requests. next is
+// the group sent after f, if any: when f fails, next's head check fails
+// too (it requires f's token), so land forgets the cache, waits for next
+// as well (which then commits only if f did after all, its answer lost)
+// and runs f's requests again alone; next is landed then, answered or
+// with next.err set for the caller to run it again.
+func (a *Appender) land(f, next *flight) {
+	if err := a.settle(f); err == nil {
+		a.answer(f)
+		return
+	} else if errors.Is(err, errNeedLookup) {
+		a.lookups.start()
+	}
+	a.cache.reset()
+	if next != nil {
+		if next.err = a.settle(next); next.err == nil {
+			a.answer(next)
+		}
+	}
+	a.commit(f.group, f.events)
+	a.inflight.Add(-int64(len(f.group)))
+}
+
+// settle waits for the group in flight f to commit or fail, and ends it.
+func (a *Appender) settle(f *flight) error {
+	defer f.end()
+	f.landed = true
+	err := f.st.wait(f.results)
+	if err != nil {
+		if _, ok := errors.AsType[*pgconn.PgError](err); !ok {
+			// Not a statement error, which would have ended the implicit
+			// transaction: the connection's state is unknown.
+			rollback(f.ctx, f.conn)
+		}
+	}
+	f.conn.Release()
+	return err
+}
+
+// answer reports a committed group in flight and answers its requests.
+func (a *Appender) answer(f *flight) {
+	st := f.st
+	if a.cfg.ObserveFunc != nil {
+		a.cfg.ObserveFunc(len(f.reqs), f.events, time.Since(f.start), nil)
+	}
+	if a.cfg.TreeFunc != nil && st.hashed > 0 {
+		a.cfg.TreeFunc(st.treeSize, st.hashed)
+	}
+	if a.cfg.CommittedFunc != nil {
+		a.cfg.CommittedFunc(st.head, st.inserts, false)
+	}
+	for i, p := range f.group {
+		p.done <- f.outcomes[i]
+	}
+	a.inflight.Add(-int64(len(f.group)))
 }
 
 // commit runs one group. Requests whose caller has already gone are dropped

@@ -96,8 +96,8 @@ type Config struct {
 	Logger      *slog.Logger  // nil discards
 	ConnTimeout time.Duration // 0 means 10s
 	// WriterConns is the size of the appender's own pool, apart from
-	// MaxConns; 0 means 2 (the appender uses one at a time; the second
-	// replaces a broken one without a wait).
+	// MaxConns; 0 means 2 (a group committing and the next one, sent
+	// while it commits; with 1, groups wait for each other).
 	WriterConns int32
 	// MaxReaders bounds the page reads of the log that run at once; the
 	// others queue in arrival order. 0 means half of MaxConns.

@@ -1,0 +1,1 @@
+ALTER TABLE fossil_head DROP COLUMN group_token;
