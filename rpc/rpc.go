@@ -20,6 +20,7 @@ import (
 	"connectrpc.com/grpcreflect"
 	"github.com/cloudevents/sdk-go/binding/format/protobuf/v2/pb"
 	jsoniter "github.com/json-iterator/go"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -283,13 +284,14 @@ func (h *Handler) Subscribe(ctx context.Context, req *connect.Request[fossilv1.S
 	defer cancel()
 	pages := make(chan []*fossil.Event, 2)
 	sent := make(chan error, 1)
+	sender := newPageSender(stream, req.Header().Get("Content-Type"))
 	go func() {
 		var err error
 		for events := range pages {
 			if err != nil {
 				continue // drain what the reader handed over before it stopped
 			}
-			if err = h.sendPage(stream, events); err != nil {
+			if err = sender.send(events); err != nil {
 				cancel()
 			}
 		}
@@ -313,18 +315,65 @@ func (h *Handler) Subscribe(ctx context.Context, req *connect.Request[fossilv1.S
 	return nil
 }
 
-// sendPage sends one page of events as one message.
-func (h *Handler) sendPage(stream *connect.ServerStream[fossilv1.SubscribeResponse], events []*fossil.Event) error {
-	out := &fossilv1.SubscribeResponse{Events: make([]*fossilv1.Event, len(events))}
-	for i, e := range events {
-		pe, err := ToProto(e)
-		if err != nil {
-			return err
-		}
-		out.Events[i] = pe
-	}
-	return stream.Send(out)
+// pageSender sends pages of events as SubscribeResponses. With the
+// protobuf codec (gRPC, gRPC-Web and Connect's binary form) a message's
+// bytes are written straight from the stored documents by a wireEncoder
+// and handed over as the message's unknown fields, which proto.Marshal
+// copies as they are: the wire form is that of SubscribeResponse.events.
+// With JSON, the events are built as messages.
+type pageSender struct {
+	stream *connect.ServerStream[fossilv1.SubscribeResponse]
+	raw    bool
+	enc    wireEncoder
+	buf    []byte
 }
+
+func newPageSender(stream *connect.ServerStream[fossilv1.SubscribeResponse], contentType string) *pageSender {
+	return &pageSender{stream: stream, raw: binaryCodec(contentType)}
+}
+
+// binaryCodec reports whether a request's content type selects the
+// protobuf binary codec.
+func binaryCodec(contentType string) bool {
+	mt, _, _ := strings.Cut(contentType, ";")
+	switch strings.ToLower(strings.TrimSpace(mt)) {
+	case "application/grpc", "application/grpc+proto",
+		"application/grpc-web", "application/grpc-web+proto",
+		"application/connect+proto":
+		return true
+	}
+	return false
+}
+
+// send sends one page of events as one message.
+func (s *pageSender) send(events []*fossil.Event) error {
+	if !s.raw {
+		out := &fossilv1.SubscribeResponse{Events: make([]*fossilv1.Event, len(events))}
+		for i, e := range events {
+			pe, err := ToProto(e)
+			if err != nil {
+				return err
+			}
+			out.Events[i] = pe
+		}
+		return s.stream.Send(out)
+	}
+	var err error
+	s.buf, err = s.enc.appendSubscribeEvents(s.buf[:0], events)
+	if err != nil {
+		return err
+	}
+	out := &fossilv1.SubscribeResponse{}
+	out.ProtoReflect().SetUnknown(protoreflect.RawFields(s.buf))
+	err = s.stream.Send(out)
+	if cap(s.buf) > maxKeptPage {
+		s.buf = nil
+	}
+	return err
+}
+
+// maxKeptPage bounds the message buffer a subscriber keeps between pages.
+const maxKeptPage = 4 << 20
 
 // fail turns err into a Connect error: the code of its HTTP status and the
 // problem document as an error detail (google.protobuf.Struct).
