@@ -7,7 +7,7 @@ LDFLAGS  := -X github.com/fossil-events/fossil/cmd.version=$(VERSION)
 PG_ADMIN_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
 .DEFAULT_GOAL := help
-.PHONY: help build test lint fuzz chaos chaos-subscriptions bench bench-go bench-scale bench-ab bench-tracing db/reset db/reset-scale
+.PHONY: help build test lint fuzz chaos chaos-subscriptions bench bench-go bench-scale bench-ab bench-tracing bench-tree db/reset db/reset-scale
 
 help: ## List the targets.
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_\/-]+:.*## / { printf "  %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -50,6 +50,9 @@ bench-ab: ## The append shapes against two revisions, alternating in one run: ma
 
 bench-tracing: ## The append shapes with tracing off and on (every span exported to a local sink), alternating in one run (AB_TRACING=1 bench/ab.sh HEAD HEAD).
 	AB_TRACING=1 bench/ab.sh HEAD HEAD
+
+bench-tree: ## What the Merkle tree costs the append shapes: HEAD built without the tree work (tag benchnotree) against HEAD, alternating (bench/ab.sh).
+	AB_TAGS_A=benchnotree bench/ab.sh HEAD HEAD
 
 bench-go: ## Go micro-benchmarks, short (go test -bench).
 	$(GO) test -run=NONE -bench=. -benchtime=200ms -timeout 10m ./...

@@ -27,6 +27,10 @@
 # default queue of 2048). The sink's span count and CPU time are printed
 # at the end.
 #   AB_TRACING=1 bench/ab.sh HEAD HEAD
+# AB_TAGS_A / AB_TAGS_B: Go build tags for A / B, e.g. the cost of the
+# Merkle tree: the same revision built without the tree work (the
+# benchmark-only tag benchnotree) against the product build:
+#   AB_TAGS_A=benchnotree bench/ab.sh HEAD HEAD      (make bench-tree)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,17 +62,17 @@ if [ "${AB_TRACING:-0}" = 1 ]; then
 	[ -n "$SINK_URL" ] || { echo "bench/ab.sh: bench/otlpsink did not start: $(cat "$OUT/otlpsink.log")" >&2; exit 1; }
 	AB_ENV_B="${AB_ENV_B:-} OTEL_EXPORTER_OTLP_ENDPOINT=$SINK_URL OTEL_TRACES_SAMPLER=always_on OTEL_BSP_MAX_QUEUE_SIZE=${AB_BSP_QUEUE:-1000000}"
 fi
-build() { # rev dir
+build() { # rev dir tags
 	local wt out
 	out=$(cd "$2" && pwd)
 	wt=$(mktemp -d)
 	git worktree add -q --detach "$wt" "$1"
-	(cd "$wt" && go build -o "$out/fossil" .)
+	(cd "$wt" && go build -tags "$3" -o "$out/fossil" .)
 	git worktree remove --force "$wt"
 }
 mkdir -p "$OUT/a" "$OUT/b"
-build "$A" "$OUT/a"
-build "$B" "$OUT/b"
+build "$A" "$OUT/a" "${AB_TAGS_A:-}"
+build "$B" "$OUT/b" "${AB_TAGS_B:-}"
 
 PID=
 DB=
@@ -136,7 +140,7 @@ for r in $(seq 1 "$ROUNDS"); do
 		done
 	done
 done
-echo "A = $A ($(git rev-parse --short "$A")) ${AB_ENV_A:-}, B = $B ($(git rev-parse --short "$B")) ${AB_ENV_B:-}; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "A = $A ($(git rev-parse --short "$A")) ${AB_TAGS_A:+-tags $AB_TAGS_A }${AB_ENV_A:-}, B = $B ($(git rev-parse --short "$B")) ${AB_TAGS_B:+-tags $AB_TAGS_B }${AB_ENV_B:-}; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 for shape in lone single batch; do
 	awk -v s="$shape" -v a="${sum[${shape}a]}" -v b="${sum[${shape}b]}" -v ca="${cpu[${shape}a]}" -v cb="${cpu[${shape}b]}" \
 		'BEGIN { printf "%-7s B/A = %.2fx events/s, %.2fx CPU per event (mean %.1f vs %.1f µs)\n", s, b / a, cb / ca, ca / '"$ROUNDS"', cb / '"$ROUNDS"' }'

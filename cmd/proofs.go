@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/fossil-events/fossil/fossil"
 	"github.com/fossil-events/fossil/proof"
 )
 
@@ -67,6 +68,10 @@ const treeBuildStep = 256
 // query, no lock). Every process runs it; the head lock makes builders
 // take turns.
 func (s *Server) startTreeBuilder() {
+	if !fossil.TreeWork {
+		s.Logger.Warn("a benchmark build without the Merkle tree (tag benchnotree): events are neither salted nor hashed, proofs are never served")
+		return
+	}
 	s.background.Add(1)
 	go func() {
 		defer s.background.Done()
