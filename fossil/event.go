@@ -145,7 +145,7 @@ func EncodeDocLeaf(ev *event.Event, source, dataschema string, kind DataKind, da
 	if !leaf.on || !leaf.valid {
 		return b, nil
 	}
-	return b, leaf.tail(salt, dataKind, payload, len(b))
+	return b, leaf.tail(salt, dataKind, payload)
 }
 
 // extensionString is the string an extension value of a kind

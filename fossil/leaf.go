@@ -277,8 +277,8 @@ func (l *leafMembers) add(name string, kind byte, value string) {
 }
 
 // tail returns the leaf tail of the gathered members with the data digest
-// of dataKind and payload; docLen sizes the buffer.
-func (l *leafMembers) tail(salt []byte, dataKind byte, payload []byte, docLen int) []byte {
+// of dataKind and payload.
+func (l *leafMembers) tail(salt []byte, dataKind byte, payload []byte) []byte {
 	members := l.fixed[:min(l.n, len(l.fixed))]
 	if len(l.more) > 0 {
 		members = append(slices.Clone(members), l.more...)
@@ -289,7 +289,13 @@ func (l *leafMembers) tail(salt []byte, dataKind byte, payload []byte, docLen in
 			return nil
 		}
 	}
-	b := make([]byte, 0, docLen+128)
+	// The tail's size: each member as name:k:len:value\n (24 bytes bound
+	// the punctuation and the decimal length), and the data digest.
+	size := len("data:d:32:\n") + sha256.Size
+	for _, m := range members {
+		size += len(m.name) + len(m.value) + 24
+	}
+	b := make([]byte, 0, size)
 	for _, m := range members {
 		b = append(b, m.name...)
 		b = append(b, ':', m.kind, ':')

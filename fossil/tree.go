@@ -51,15 +51,13 @@ func LoadTreeEdge(size int64, hashes []tlog.Hash) (*TreeEdge, error) {
 // for [tlog.StoredHashesForRecordHash] and [tlog.TreeHash].
 func (e *TreeEdge) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
-next:
 	for i, idx := range indexes {
-		for l := 0; l < 63; l++ {
-			if e.Size&(1<<l) != 0 && tlog.StoredHashIndex(l, e.Size>>l-1) == idx {
-				out[i] = e.hashes[l]
-				continue next
-			}
+		// The edge holds, at each level l set in Size, node Size>>l - 1.
+		l, k := tlog.SplitStoredHashIndex(idx)
+		if l >= 63 || e.Size&(1<<l) == 0 || k != e.Size>>l-1 {
+			return nil, fmt.Errorf("tree edge of size %d has no stored hash %d", e.Size, idx)
 		}
-		return nil, fmt.Errorf("tree edge of size %d has no stored hash %d", e.Size, idx)
+		out[i] = e.hashes[l]
 	}
 	return out, nil
 }

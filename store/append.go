@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -713,17 +715,23 @@ func newGroupToken() int64 {
 }
 
 // hashTree adds the group's events to the tree and sets treeHashes: for
-// each event, the stored hashes it adds (see [treeHashesOf]), which its
-// row carries.
+// each event, the stored hashes it adds (migration 0007), which its
+// row carries. It runs inside the group's critical section, so the leaf
+// hashes (one SHA-256 of each leaf, independent of each other) of a large
+// group are computed on all CPUs (see [leafHashes]); only adding them to
+// the tree is sequential.
 func (st *groupState) hashTree() error {
-	st.treeHashes = make([][]byte, len(st.inserts))
-	// One allocation for the group: on average two hashes per event.
-	buf := make([]byte, 0, (2*len(st.inserts)+64)*tlog.HashSize)
-	for i, e := range st.inserts {
+	for _, e := range st.inserts {
 		if err := prepareLeaf(e); err != nil {
 			return err
 		}
-		hashes, err := st.tree.Add(fossil.LeafHash(e.Number, e.Stream, e.Sequence, e.LeafTail))
+	}
+	leaves := leafHashes(st.inserts)
+	st.treeHashes = make([][]byte, len(st.inserts))
+	// One allocation for the group: on average two hashes per event.
+	buf := make([]byte, 0, (2*len(st.inserts)+64)*tlog.HashSize)
+	for i, leaf := range leaves {
+		hashes, err := st.tree.Add(leaf)
 		if err != nil {
 			return err
 		}
@@ -735,6 +743,36 @@ func (st *groupState) hashTree() error {
 	}
 	st.treeSize = st.tree.Size
 	return nil
+}
+
+// parallelLeaves is the group size from which [leafHashes] spreads the
+// work over the CPUs: below it, starting goroutines costs more than it
+// saves.
+const parallelLeaves = 64
+
+// leafHashes returns the leaf hashes of numbered events, computed on up
+// to GOMAXPROCS goroutines for a large group.
+func leafHashes(events []*fossil.Event) []tlog.Hash {
+	leaves := make([]tlog.Hash, len(events))
+	hash := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			e := events[i]
+			leaves[i] = fossil.LeafHash(e.Number, e.Stream, e.Sequence, e.LeafTail)
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(events)/parallelLeaves)
+	if workers <= 1 {
+		hash(0, len(events))
+		return leaves
+	}
+	var wg sync.WaitGroup
+	chunk := (len(events) + workers - 1) / workers
+	for lo := chunk; lo < len(events); lo += chunk {
+		wg.Go(func() { hash(lo, min(lo+chunk, len(events))) })
+	}
+	hash(0, chunk) // the first chunk in this goroutine
+	wg.Wait()
+	return leaves
 }
 
 // prepareLeaf gives an event its salt and leaf tail, unless it has them.

@@ -238,3 +238,28 @@ func TestBuildTree(t *testing.T) {
 	}
 	requireTree(t, b.store, 161)
 }
+
+// TestLeafHashesParallel checks that the leaf hashes of a large group,
+// computed on several goroutines, are each event's own, in order.
+func TestLeafHashesParallel(t *testing.T) {
+	for _, n := range []int{1, parallelLeaves - 1, 2 * parallelLeaves, 2*parallelLeaves + 1, 801} {
+		events := make([]*fossil.Event, n)
+		for i := range events {
+			e := testEvent(fmt.Sprintf("e%d", i), fmt.Sprintf("data %d", i))
+			e.Number, e.Stream, e.Sequence = int64(i+1), fmt.Sprintf("s%d", i%7), int64(i/7+1)
+			if err := prepareLeaf(e); err != nil {
+				t.Fatal(err)
+			}
+			events[i] = e
+		}
+		got := leafHashes(events)
+		if len(got) != n {
+			t.Fatalf("%d events: %d leaf hashes", n, len(got))
+		}
+		for i, e := range events {
+			if want := fossil.LeafHash(e.Number, e.Stream, e.Sequence, e.LeafTail); got[i] != want {
+				t.Fatalf("%d events: leaf %d is %x, want %x", n, i, got[i], want)
+			}
+		}
+	}
+}
