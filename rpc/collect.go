@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"strings"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/cloudevents/sdk-go/binding/format/protobuf/v2/pb"
 	"golang.org/x/sync/semaphore"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fossil-events/fossil/auth"
+	"github.com/fossil-events/fossil/collector"
 	"github.com/fossil-events/fossil/fossil"
 	fossilv1 "github.com/fossil-events/fossil/proto/fossil/v1"
 	"github.com/fossil-events/fossil/store"
@@ -26,7 +29,7 @@ const maxWaitConsumers = 32
 // Collect appends one event or an atomic batch, as POST /collect.
 func (h *Handler) Collect(ctx context.Context, req *connect.Request[fossilv1.CollectRequest]) (*connect.Response[fossilv1.CollectResponse], error) {
 	start := time.Now()
-	out, err := h.collect(ctx, req.Msg)
+	out, err := h.collect(ctx, req)
 	h.observe(start, out, err)
 	if err != nil {
 		return nil, h.fail(ctx, err)
@@ -35,8 +38,9 @@ func (h *Handler) Collect(ctx context.Context, req *connect.Request[fossilv1.Col
 }
 
 // collect is Collect without the error rendering.
-func (h *Handler) collect(ctx context.Context, m *fossilv1.CollectRequest) (*fossilv1.CollectResponse, error) {
-	ar, waits, err := h.prepare(ctx, m)
+func (h *Handler) collect(ctx context.Context, req *connect.Request[fossilv1.CollectRequest]) (*fossilv1.CollectResponse, error) {
+	m := req.Msg
+	ar, waits, err := h.prepare(ctx, m, traceOf(req.Header()))
 	if err != nil {
 		return nil, err
 	}
@@ -82,9 +86,22 @@ func (h *Handler) observe(start time.Time, out *fossilv1.CollectResponse, err er
 	}
 }
 
+// traceContext is the W3C trace context a call carried in its metadata
+// (traceparent, tracestate), in canonical form; zero when none or malformed.
+type traceContext struct{ parent, state string }
+
+// traceOf reads the trace context of a call's metadata, as POST /collect
+// reads its headers.
+func traceOf(md http.Header) traceContext {
+	p, s := collector.TraceContext(md)
+	return traceContext{p, s}
+}
+
 // prepare checks a request as POST /collect checks its headers and body,
-// and returns the append request and the consumers to wait for.
-func (h *Handler) prepare(ctx context.Context, m *fossilv1.CollectRequest) (*store.AppendRequest, []WaitConsumer, error) {
+// and returns the append request and the consumers to wait for. An event
+// without a traceparent attribute of its own gets the call's trace
+// context (tc), as /collect gives it the request's.
+func (h *Handler) prepare(ctx context.Context, m *fossilv1.CollectRequest, tc traceContext) (*store.AppendRequest, []WaitConsumer, error) {
 	ar := &store.AppendRequest{Stream: m.GetStream(), Replace: m.GetReplace()}
 	if err := fossil.ValidateStream("stream", ar.Stream); err != nil {
 		return nil, nil, err
@@ -115,6 +132,15 @@ func (h *Handler) prepare(ctx context.Context, m *fossilv1.CollectRequest) (*sto
 	ar.Events = make([]*fossil.Event, len(m.GetEvents()))
 	for i, ce := range m.GetEvents() {
 		loc := fmt.Sprintf("events[%d]", i)
+		if tc.parent != "" && ce.GetAttributes()["traceparent"] == nil {
+			if ce.Attributes == nil {
+				ce.Attributes = make(map[string]*pb.CloudEventAttributeValue, 2)
+			}
+			ce.Attributes["traceparent"] = ceString(tc.parent)
+			if tc.state != "" {
+				ce.Attributes["tracestate"] = ceString(tc.state)
+			}
+		}
 		doc, err := StructuredJSON(loc, ce)
 		if err != nil {
 			return nil, nil, err
@@ -132,6 +158,10 @@ func (h *Handler) prepare(ctx context.Context, m *fossilv1.CollectRequest) (*sto
 		ar.Events[i] = e
 	}
 	return ar, waits, nil
+}
+
+func ceString(s string) *pb.CloudEventAttributeValue {
+	return &pb.CloudEventAttributeValue{Attr: &pb.CloudEventAttributeValue_CeString{CeString: s}}
 }
 
 // waitConsumers checks wait_consumers as Fossil-Wait-Consumer is checked.
@@ -192,6 +222,7 @@ func (h *Handler) CollectStream(ctx context.Context, stream *connect.BidiStream[
 	window := semaphore.NewWeighted(int64(max(h.cfg.StreamWindowBytes, h.cfg.MaxMessage)))
 	queue := make(chan *inflight, h.cfg.StreamWindow)
 	var recvErr error // set before queue is closed
+	tc := traceOf(stream.RequestHeader())
 	go func() {
 		defer close(queue)
 		for {
@@ -206,7 +237,7 @@ func (h *Handler) CollectStream(ctx context.Context, stream *connect.BidiStream[
 			if err := window.Acquire(ctx, it.size); err != nil {
 				return
 			}
-			ar, waits, err := h.prepare(ctx, m)
+			ar, waits, err := h.prepare(ctx, m, tc)
 			if err != nil {
 				it.err = err
 			} else {

@@ -2,11 +2,17 @@ package rpc_test
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+	"github.com/cloudevents/sdk-go/binding/format/protobuf/v2/pb"
+
 	"github.com/fossil-events/fossil/internal/testserver"
 	fossilv1 "github.com/fossil-events/fossil/proto/fossil/v1"
+	"github.com/fossil-events/fossil/proto/fossil/v1/fossilv1connect"
 )
 
 // Subscribe gives back the trace context an event was collected with, as
@@ -46,5 +52,74 @@ func TestSubscribeCarriesTraceContext(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Collect and CollectStream keep the trace context of the call (its
+// traceparent and tracestate metadata) on each event that has no
+// traceparent attribute of its own, as POST /collect keeps its request's;
+// a malformed traceparent is ignored. The stored events are read back over
+// HTTP.
+func TestCollectKeepsCallTraceContext(t *testing.T) {
+	const (
+		caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+		state  = "rojo=00f067aa0ba902b7"
+		own    = "00-0af7651916cd43dd8448eb211c80319c-b9c7c989f97918e1-01"
+	)
+	srv := testserver.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	withOwn := jsonEvent("b", `{"n":2}`)
+	withOwn.Attributes["traceparent"] = str(own)
+
+	c := fossilv1connect.NewEventStoreClient(http.DefaultClient, srv.URL)
+	r := connect.NewRequest(&fossilv1.CollectRequest{Stream: "orders/1", Events: []*pb.CloudEvent{jsonEvent("a", `{"n":1}`), withOwn}})
+	r.Header().Set("traceparent", caller)
+	r.Header().Set("tracestate", state)
+	if _, err := c.Collect(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	r = connect.NewRequest(&fossilv1.CollectRequest{Stream: "orders/1", Events: []*pb.CloudEvent{jsonEvent("c", `{"n":3}`)}})
+	r.Header().Set("traceparent", "00-zz-bad")
+	if _, err := c.Collect(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+
+	s := fossilv1connect.NewEventStoreClient(h2cClient(), srv.URL).CollectStream(ctx)
+	s.RequestHeader().Set("traceparent", caller)
+	for _, id := range []string{"d", "e"} {
+		if err := s.Send(&fossilv1.CollectRequest{Stream: "orders/2", Events: []*pb.CloudEvent{jsonEvent(id, `{}`)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CloseRequest(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := s.Receive(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	resp, err := http.Get(srv.URL + "/events?limit=10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var docs []map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&docs); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][2]string{"a": {caller, state}, "b": {own, ""}, "c": {"", ""}, "d": {caller, ""}, "e": {caller, ""}}
+	if len(docs) != len(want) {
+		t.Fatalf("%d events stored, want %d", len(docs), len(want))
+	}
+	for _, d := range docs {
+		id, _ := d["id"].(string)
+		tp, _ := d["traceparent"].(string)
+		ts, _ := d["tracestate"].(string)
+		if w := want[id]; tp != w[0] || ts != w[1] {
+			t.Errorf("event %s: traceparent %q tracestate %q, want %q", id, tp, ts, w)
+		}
 	}
 }
