@@ -483,6 +483,9 @@ func (s *Server) wakeLocalReaders(head int64, inserted []*fossil.Event, replaced
 	if !published {
 		s.notifier.Notify(store.ChannelEvents, strconv.FormatInt(head, 10))
 	}
+	// Every reader of this process has been woken for the events up to
+	// head: the database's echo of this commit need not wake them again.
+	s.notifier.Local(store.ChannelEvents, head)
 }
 
 // handleHealthz serves GET /healthz: the process is up.

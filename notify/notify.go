@@ -63,6 +63,9 @@ type Broadcaster struct {
 
 	mu   sync.Mutex
 	subs map[string]map[string]map[*Subscription]struct{} // channel -> payload filter -> set
+	// local is, per channel, the position up to which this process has
+	// woken its own subscribers (see [Broadcaster.Local]).
+	local map[string]int64
 
 	buf      chan notification
 	connects chan struct{} // signalled after each connect, for tests
@@ -211,6 +214,37 @@ func (b *Broadcaster) Notify(channel, payload string) {
 	}
 }
 
+// Local tells the broadcaster that this process has itself woken its
+// subscribers of channel (a channel whose payload is a position, such as
+// the newest committed event number) for every position up to n: it
+// calls Local after those wake-ups. A database notification on channel
+// whose payload is a number at or below n then wakes nobody: it is the
+// echo of a commit of this process, or of an earlier commit of another
+// one, which the subscribers learnt of by that same wake-up. A
+// notification of anything newer, or without a number, is delivered.
+func (b *Broadcaster) Local(channel string, n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.local == nil {
+		b.local = map[string]int64{}
+	}
+	if n > b.local[channel] {
+		b.local[channel] = n
+	}
+}
+
+// echo reports whether a database notification is covered by [Broadcaster.Local].
+func (b *Broadcaster) echo(channel, payload string) bool {
+	b.mu.Lock()
+	local, ok := b.local[channel]
+	b.mu.Unlock()
+	if !ok {
+		return false
+	}
+	n, err := strconv.ParseInt(payload, 10, 64)
+	return err == nil && n <= local
+}
+
 // WakeAll wakes every subscription.
 func (b *Broadcaster) WakeAll() {
 	b.mu.Lock()
@@ -320,6 +354,9 @@ func (b *Broadcaster) waitOnce(ctx context.Context) error {
 		ch, payload, err := b.listener.WaitForNotification(wctx)
 		cancel()
 		if err == nil {
+			if b.echo(ch, payload) {
+				continue
+			}
 			select {
 			case b.buf <- notification{ch, payload}:
 			default:

@@ -5,6 +5,7 @@
 package notify_test
 
 import (
+	"context"
 	"math"
 	"testing"
 	"time"
@@ -111,5 +112,60 @@ func TestNotifyNewest(t *testing.T) {
 	b.Notify("events", "")
 	if n := s.Newest(); n != math.MaxInt64 {
 		t.Fatalf("Newest after a wake-up without a number = %d, want MaxInt64", n)
+	}
+}
+
+// chanListener is a Listener whose notifications come from a channel.
+type chanListener struct{ c chan [2]string }
+
+func (l *chanListener) Connect(context.Context) error        { return nil }
+func (l *chanListener) Listen(context.Context, string) error { return nil }
+func (l *chanListener) Ping(context.Context) error           { return nil }
+func (l *chanListener) Close(context.Context) error          { return nil }
+func (l *chanListener) WaitForNotification(ctx context.Context) (string, string, error) {
+	select {
+	case n := <-l.c:
+		return n[0], n[1], nil
+	case <-ctx.Done():
+		return "", "", ctx.Err()
+	}
+}
+
+// TestNotifyLocalDropsEchoes: once the process has woken its own
+// subscribers up to a position (Local), database notifications at or below
+// it wake nobody; newer ones, ones without a number and other channels
+// still do.
+func TestNotifyLocalDropsEchoes(t *testing.T) {
+	t.Parallel()
+	l := &chanListener{c: make(chan [2]string)}
+	b := notify.New(l, notify.Config{})
+	s := b.Subscribe("events")
+	defer s.Close()
+	other := b.Subscribe("replaced")
+	defer other.Close()
+	if err := b.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop()
+	<-b.Connected()
+	for woken(s) || woken(other) { // the connect's WakeAll
+	}
+	s.Newest()
+	b.Local("events", 10)
+	for _, n := range []string{"9", "10"} {
+		l.c <- [2]string{"events", n}
+		if woken(s) {
+			t.Fatalf("the echo %s woke a subscriber", n)
+		}
+	}
+	for _, n := range []string{"11", "x"} {
+		l.c <- [2]string{"events", n}
+		if !woken(s) {
+			t.Fatalf("notification %s woke nobody", n)
+		}
+	}
+	l.c <- [2]string{"replaced", "5"}
+	if !woken(other) {
+		t.Fatal("a notification of another channel woke nobody")
 	}
 }
