@@ -311,9 +311,11 @@ type flight struct {
 // planned on the state prev will leave (the cache records it when prev is
 // sent) and its head check also requires prev's group token: if prev
 // rolls back, the check fails, nothing of this group is written, and both
-// run again (see [Appender.land]). The check waits for the head row lock
-// that prev holds until its commit, so numbers stay dense and in commit
-// order.
+// run again (see [Appender.land]). The group is sent once prev's first
+// statement has answered, i.e. prev holds the head row lock: its check
+// then waits for that lock until prev has committed, so numbers stay
+// dense and in commit order. (Sent earlier, on its own connection, it
+// could take the lock before prev and fail its check.)
 func (a *Appender) launch(group []*pendingAppend, events int, prev *flight) *flight {
 	if serialGroups || a.lookups != 0 || !a.cache.valid || a.cache.skip != 0 {
 		return nil
@@ -352,6 +354,15 @@ func (a *Appender) launch(group []*pendingAppend, events int, prev *flight) *fli
 		ctx, f.span = a.startGroupSpan(group, events)
 	}
 	f.ctx, f.cancel = context.WithTimeout(ctx, a.cfg.TxTimeout)
+	if prev != nil {
+		// Once prev holds the head row lock (its first statement has
+		// answered), this group's head check queues behind it. Sent
+		// before, it could take the lock first and fail the check.
+		if _, err := prev.results.Exec(); err != nil {
+			f.end()
+			return nil // prev failed: land will see it
+		}
+	}
 	conn, err := a.store.writePool.Acquire(f.ctx)
 	if err != nil {
 		f.end()
