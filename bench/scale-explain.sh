@@ -23,17 +23,23 @@ ORDER BY e.number
 LIMIT $4;
 SQL
 }
+# The server's reading sessions: custom plans, no JIT (store.Open).
 run() {
 	printf '\n-- %s\n' "$1"
-	psql -X -q -c "SET plan_cache_mode = force_custom_plan" -c "$2" "$URL"
+	psql -X -q -c "SET plan_cache_mode = force_custom_plan" -c "SET jit = off" -c "$2" "$URL"
+}
+# names LIKE-PATTERN: the matching stream names as an array literal, as the
+# server binds them (the planner then knows how many there are).
+names() {
+	psql -X -At -c "SELECT 'ARRAY[' || string_agg(quote_literal(name), ',') || ']::text[]' FROM fossil_streams WHERE name LIKE '$1'" "$URL"
 }
 echo "-- $(psql -X -At -c "SELECT count(*) || ' streams, ' || pg_size_pretty(pg_total_relation_size('fossil_events')) FROM fossil_streams" "$URL"), head $HEAD"
 run "catalogue: streams created in the last 100,000 events" \
 	"EXPLAIN (ANALYZE, BUFFERS) SELECT stream FROM fossil_events WHERE sequence = 1 AND number > $((HEAD > 100000 ? HEAD - 100000 : 0)) AND number <= $HEAD ORDER BY number"
 run "selective page: hidden/{id} (names from the catalogue), from 0 to the head" \
-	"$(page "(SELECT array_agg(name) FROM fossil_streams WHERE name LIKE 'hidden/%')" 0 "$HEAD" 1000)"
+	"$(page "$(names 'hidden/%')" 0 "$HEAD" 1000)"
 run "selective page: {cat}/needle, from 0 to the head" \
-	"$(page "(SELECT array_agg(name) FROM fossil_streams WHERE name LIKE '%/needle')" 0 "$HEAD" 1000)"
+	"$(page "$(names '%/needle')" 0 "$HEAD" 1000)"
 run "selective page: big/one from the middle of the log, window to the head" \
 	"$(page "ARRAY['big/one']" $((HEAD / 2)) "$HEAD" 1000)"
 run "global page (primary key): 1000 events from the middle" \

@@ -267,18 +267,20 @@ func measure(ctx context.Context, client *http.Client, c config) error {
 		if err := post(ctx, client, c.url, cu.marker, []byte(body)); err != nil {
 			return err
 		}
-		// Twice: the first run warms the catalogue and the page cache; the
-		// second is reported.
+		// Three times: the first warms the catalogue and the page cache;
+		// the faster of the other two is reported (on a shared machine,
+		// the one less delayed by other processes), with its CPU time.
 		var el, cpu time.Duration
 		var n int
-		for range 2 {
+		for i := range catchUpRuns {
 			cpu0 := cpuTime(c.serverPID)
-			var err error
-			el, n, err = catchUp(ctx, c.url, cu.template, 0, id)
+			e, k, err := catchUp(ctx, c.url, cu.template, 0, id)
 			if err != nil {
 				return fmt.Errorf("%s: %w", cu.name, err)
 			}
-			cpu = cpuTime(c.serverPID) - cpu0
+			if i == 1 || (i > 1 && e < el) {
+				el, n, cpu = e, k, cpuTime(c.serverPID)-cpu0
+			}
 		}
 		add(cu.name+" (ms)", float64(el.Microseconds())/1000, "ms", n)
 		if cu.template == "big/one" {
@@ -303,13 +305,15 @@ func measure(ctx context.Context, client *http.Client, c config) error {
 		after := max(0, head-min(100_000, head/10))
 		var el, cpu time.Duration
 		var n int
-		for range 2 {
+		for i := range catchUpRuns {
 			cpu0 := cpuTime(c.serverPID)
-			el, n, err = catchUp(ctx, c.url, "{+all}", after, id)
+			e, k, err := catchUp(ctx, c.url, "{+all}", after, id)
 			if err != nil {
 				return fmt.Errorf("global replay: %w", err)
 			}
-			cpu = cpuTime(c.serverPID) - cpu0
+			if i == 1 || (i > 1 && e < el) {
+				el, n, cpu = e, k, cpuTime(c.serverPID)-cpu0
+			}
 		}
 		add("sse catch-up {+all}, same count (events/s)", float64(n)/el.Seconds(), "events/s", n)
 		if c.serverPID > 0 {
@@ -360,6 +364,10 @@ func measure(ctx context.Context, client *http.Client, c config) error {
 	add("GET /streams/big%2Fone/events limit=1000 (ms)", float64(d.Microseconds())/1000, "ms", 1000)
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{"label": c.label, "head": head, "results": out})
 }
+
+// catchUpRuns is how many times each catch-up runs: the first warms, the
+// fastest of the others is reported.
+const catchUpRuns = 3
 
 // catchUp opens /sse on template after cursor and reads until the event
 // with id arrives; it returns the time and the number of frames.
