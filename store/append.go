@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -728,8 +729,13 @@ func (st *groupState) hashTree() error {
 	}
 	leaves := leafHashes(st.inserts)
 	st.treeHashes = make([][]byte, len(st.inserts))
-	// One allocation for the group: on average two hashes per event.
-	buf := make([]byte, 0, (2*len(st.inserts)+64)*tlog.HashSize)
+	// One allocation for the group's hashes (on average two per event):
+	// leaf n adds one hash per trailing zero bit of n, and its own.
+	count := 0
+	for i := range st.inserts {
+		count += 1 + bits.TrailingZeros64(uint64(st.tree.Size+int64(i)+1))
+	}
+	buf := make([]byte, 0, count*tlog.HashSize)
 	for i, leaf := range leaves {
 		hashes, err := st.tree.Add(leaf)
 		if err != nil {

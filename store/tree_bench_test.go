@@ -199,3 +199,35 @@ func processCPU() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkHashTree is the tree's CPU inside a group's critical section:
+// the leaf hashes of the group's numbered events and their addition to
+// the tree, for groups of the sizes the single and batch shapes of make
+// bench commit (28 and 800 events).
+func BenchmarkHashTree(b *testing.B) {
+	for _, n := range []int{1, 28, 800} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			events := make([]*fossil.Event, n)
+			for i := range events {
+				id := fmt.Sprintf("%d", i)
+				events[i] = &fossil.Event{ID: id, Source: "/fossil-bench", Type: "bench.event",
+					Doc: []byte(`{"specversion":"1.0","id":"` + id + `","source":"/fossil-bench","type":"bench.event","datacontenttype":"application/json","data":{"pad":"` + strings.Repeat("x", 490) + `"}}`)}
+				if err := prepareLeaf(events[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			st := &groupState{inserts: events}
+			b.ReportAllocs()
+			for b.Loop() {
+				for i, e := range events {
+					e.Number, e.Stream, e.Sequence = st.tree.Size+int64(i)+1, "bench/3a8a7kcq/s17", int64(i+1)
+				}
+				st.loadedHead = st.tree.Size
+				if err := st.hashTree(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/event")
+		})
+	}
+}
