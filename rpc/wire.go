@@ -46,30 +46,70 @@ const (
 // fossil.v1.Event straight from their JSON documents, without building the
 // messages: Subscribe sends every event of a replay, and building a
 // CloudEvent message per event (then marshalling it through reflection)
-// cost about as much as everything else a replay does. The bytes decode to
-// exactly what [ToProto] returns (its tests hold the two equal); a document
-// the encoder does not expect (not Fossil's compact form: duplicate
-// members, escaped names, a non-string core attribute…) goes through
-// ToProto and proto.Marshal instead. Not safe for concurrent use: it keeps
-// its scratch buffers between events.
+// cost about as much as everything else a replay does. Each event is read
+// once (where its members are, what each attribute becomes), sized, and
+// written once into the message. The bytes decode to exactly what
+// [ToProto] returns (its tests hold the two equal); a document the encoder
+// does not expect (not Fossil's compact form: duplicate members, escaped
+// names or strings, a non-string core attribute…) goes through ToProto and
+// proto.Marshal instead. Not safe for concurrent use: it keeps the parts of
+// the event at hand and scratch buffers between events.
 type wireEncoder struct {
-	ce, ev, bin []byte
-	exts        []member
+	core      [4][]byte // id, source, specversion, type: string contents
+	attrs     []attr    // the attributes map, in document order
+	data      []byte    // binary_data or text_data
+	dataField protowire.Number
+	ts        [24]byte // the time's Timestamp message
+	ev, bin   []byte
 }
 
-// member is one member of a document: its name and its value as raw JSON
-// (raw starts right after the colon, as ToProto captures data; val is raw
-// without the whitespace before the value).
-type member struct {
-	name     []byte
-	raw, val []byte
+// attr is one entry of the attributes map: a name and the one field of its
+// CloudEventAttributeValue (a varint n or the bytes body).
+type attr struct {
+	name  []byte
+	field protowire.Number
+	typ   protowire.Type
+	body  []byte
+	n     uint64
 }
+
+func (a *attr) valueSize() int {
+	if a.typ == protowire.VarintType {
+		return protowire.SizeTag(a.field) + protowire.SizeVarint(a.n)
+	}
+	return protowire.SizeTag(a.field) + protowire.SizeBytes(len(a.body))
+}
+
+func (a *attr) entrySize() int {
+	return protowire.SizeTag(mapEntryKey) + protowire.SizeBytes(len(a.name)) +
+		protowire.SizeTag(mapEntryValue) + protowire.SizeBytes(a.valueSize())
+}
+
+func (a *attr) appendEntry(b []byte) []byte {
+	b = protowire.AppendTag(b, ceAttributes, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(a.entrySize()))
+	b = protowire.AppendTag(b, mapEntryKey, protowire.BytesType)
+	b = protowire.AppendBytes(b, a.name)
+	b = protowire.AppendTag(b, mapEntryValue, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(a.valueSize()))
+	b = protowire.AppendTag(b, a.field, a.typ)
+	if a.typ == protowire.VarintType {
+		return protowire.AppendVarint(b, a.n)
+	}
+	return protowire.AppendBytes(b, a.body)
+}
+
+var (
+	nameDataSchema = []byte("dataschema")
+	nameTime       = []byte("time")
+)
 
 // appendEvent appends the protobuf encoding of e as a fossil.v1.Event
 // (without a tag or length).
 func (w *wireEncoder) appendEvent(b []byte, e *fossil.Event) ([]byte, error) {
-	if out, ok := w.appendFast(b, e); ok {
-		return out, nil
+	if w.parse(e) {
+		ce := w.cloudEventSize()
+		return w.appendParsed(b, e, ce), nil
 	}
 	pe, err := ToProto(e)
 	if err != nil {
@@ -81,20 +121,23 @@ func (w *wireEncoder) appendEvent(b []byte, e *fossil.Event) ([]byte, error) {
 // appendSubscribeEvents appends each event as field 1 (events) of a
 // SubscribeResponse: the message's bytes.
 func (w *wireEncoder) appendSubscribeEvents(b []byte, events []*fossil.Event) ([]byte, error) {
-	var err error
 	for _, e := range events {
+		b = protowire.AppendTag(b, subscribeEvents, protowire.BytesType)
+		if w.parse(e) {
+			ce := w.cloudEventSize()
+			b = protowire.AppendVarint(b, uint64(w.eventSize(e, ce)))
+			b = w.appendParsed(b, e, ce)
+			continue
+		}
+		var err error
 		w.ev, err = w.appendEvent(w.ev[:0], e)
 		if err != nil {
 			return b, err
 		}
-		b = protowire.AppendTag(b, subscribeEvents, protowire.BytesType)
 		b = protowire.AppendBytes(b, w.ev)
 	}
 	if cap(w.ev) > maxScratch {
 		w.ev = nil
-	}
-	if cap(w.ce) > maxScratch {
-		w.ce = nil
 	}
 	if cap(w.bin) > maxScratch {
 		w.bin = nil
@@ -102,211 +145,59 @@ func (w *wireEncoder) appendSubscribeEvents(b []byte, events []*fossil.Event) ([
 	return b, nil
 }
 
-// appendFast is the encoder's own path; ok is false when the document
-// needs ToProto's.
-func (w *wireEncoder) appendFast(b []byte, e *fossil.Event) ([]byte, bool) {
-	doc := e.Doc
-	var (
-		core                       [4][]byte // id, source, specversion, type: string contents
-		seen                       uint16
-		data, dataB64, timeV, ct   []byte
-		hasData, hasB64, hasSchema bool
-		schema                     []byte
-	)
-	w.exts = w.exts[:0]
-	i := skipSpace(doc, 0)
-	if i >= len(doc) || doc[i] != '{' {
-		return b, false
-	}
-	i = skipSpace(doc, i+1)
-	if i < len(doc) && doc[i] == '}' {
-		i++
-	} else {
-		for {
-			if i >= len(doc) || doc[i] != '"' {
-				return b, false
-			}
-			end, escaped := stringEnd(doc, i)
-			if end < 0 || escaped {
-				return b, false
-			}
-			name := doc[i+1 : end-1]
-			i = skipSpace(doc, end)
-			if i >= len(doc) || doc[i] != ':' {
-				return b, false
-			}
-			rawStart := i + 1
-			vs := skipSpace(doc, rawStart)
-			ve := valueEnd(doc, vs)
-			if ve < 0 {
-				return b, false
-			}
-			m := member{name: name, raw: doc[rawStart:ve], val: doc[vs:ve]}
-			bit := uint16(0)
-			switch string(name) {
-			case "id":
-				bit = 1 << 0
-			case "source":
-				bit = 1 << 1
-			case "specversion":
-				bit = 1 << 2
-			case "type":
-				bit = 1 << 3
-			case "data":
-				bit, data, hasData = 1<<4, m.raw, true
-			case "data_base64":
-				bit, hasB64 = 1<<5, true
-			case "time":
-				bit = 1 << 6
-			case "dataschema":
-				bit, hasSchema = 1<<7, true
-			case "datacontenttype":
-				bit = 1 << 8
-			}
-			if bit != 0 {
-				if seen&bit != 0 {
-					return b, false // a duplicate member: ToProto's rules
-				}
-				seen |= bit
-			}
-			switch {
-			case bit != 0 && bit <= 1<<3:
-				s, ok := plainString(m.val)
-				if !ok {
-					return b, false
-				}
-				core[bitIndex(bit)] = s
-			case bit == 1<<5:
-				s, ok := plainString(m.val)
-				if !ok {
-					return b, false
-				}
-				dataB64 = s
-			case bit == 1<<6:
-				s, ok := plainString(m.val)
-				if !ok {
-					return b, false
-				}
-				timeV = s
-			case bit == 1<<7:
-				s, ok := plainString(m.val)
-				if !ok {
-					return b, false
-				}
-				schema = s
-			case bit == 1<<4:
-			default:
-				if bit == 1<<8 {
-					if s, ok := plainString(m.val); ok {
-						ct = s
-					} else if len(m.val) > 0 && m.val[0] == '"' {
-						return b, false // an escaped media type
-					}
-				}
-				for _, x := range w.exts {
-					if bytes.Equal(x.name, name) {
-						return b, false
-					}
-				}
-				w.exts = append(w.exts, m)
-			}
-			i = skipSpace(doc, ve)
-			if i >= len(doc) {
-				return b, false
-			}
-			if doc[i] == '}' {
-				i++
-				break
-			}
-			if doc[i] != ',' {
-				return b, false
-			}
-			i = skipSpace(doc, i+1)
+// cloudEventSize is the size of the parsed CloudEvent message.
+func (w *wireEncoder) cloudEventSize() int {
+	n := 0
+	for _, s := range w.core {
+		if len(s) > 0 {
+			n += 1 + protowire.SizeBytes(len(s))
 		}
 	}
-	if skipSpace(doc, i) != len(doc) {
-		return b, false
+	for i := range w.attrs {
+		n += 1 + protowire.SizeBytes(w.attrs[i].entrySize())
 	}
+	if w.dataField != 0 {
+		n += 1 + protowire.SizeBytes(len(w.data))
+	}
+	return n
+}
 
-	// The CloudEvent, into w.ce.
-	ce := w.ce[:0]
-	for k, f := range [4]protowire.Number{ceID, ceSource, ceSpecVersion, ceType} {
-		if s := core[k]; len(s) > 0 {
-			if !utf8.Valid(s) {
-				return b, false
-			}
-			ce = protowire.AppendTag(ce, f, protowire.BytesType)
-			ce = protowire.AppendBytes(ce, s)
-		}
+// eventSize is the size of e's Event message around a CloudEvent of ce
+// bytes.
+func (w *wireEncoder) eventSize(e *fossil.Event, ce int) int {
+	n := 1 + protowire.SizeBytes(ce)
+	if e.Stream != "" {
+		n += 1 + protowire.SizeBytes(len(e.Stream))
 	}
-	for _, x := range w.exts {
-		if !utf8.Valid(x.name) {
-			return b, false
-		}
-		var ok bool
-		if ce, ok = appendAttribute(ce, x.name, x.val); !ok {
-			return b, false
-		}
+	if e.Number != 0 {
+		n += 1 + protowire.SizeVarint(uint64(e.Number))
 	}
-	if hasSchema {
-		if !utf8.Valid(schema) {
-			return b, false
-		}
-		ce = appendMapEntry(ce, "dataschema", attrURI, protowire.BytesType, func(v []byte) []byte {
-			return protowire.AppendBytes(v, schema)
-		})
+	if e.Sequence != 0 {
+		n += 1 + protowire.SizeVarint(uint64(e.Sequence))
 	}
-	if len(timeV) > 0 {
-		t, err := time.Parse(time.RFC3339Nano, string(timeV))
-		if err != nil {
-			return b, false
-		}
-		secs, nanos := t.Unix(), int32(t.Nanosecond())
-		var ts [24]byte
-		tb := ts[:0]
-		if secs != 0 {
-			tb = protowire.AppendTag(tb, tsSeconds, protowire.VarintType)
-			tb = protowire.AppendVarint(tb, uint64(secs))
-		}
-		if nanos != 0 {
-			tb = protowire.AppendTag(tb, tsNanos, protowire.VarintType)
-			tb = protowire.AppendVarint(tb, uint64(nanos))
-		}
-		ce = appendMapEntry(ce, "time", attrTimestamp, protowire.BytesType, func(v []byte) []byte {
-			return protowire.AppendBytes(v, tb)
-		})
+	for _, c := range e.ExpectAck {
+		n += 1 + protowire.SizeBytes(len(c))
 	}
-	switch {
-	case hasB64 && len(dataB64) > 0:
-		bin, err := base64.StdEncoding.AppendDecode(w.bin[:0], dataB64)
-		if err != nil {
-			return b, false
-		}
-		w.bin = bin
-		ce = protowire.AppendTag(ce, ceBinaryData, protowire.BytesType)
-		ce = protowire.AppendBytes(ce, bin)
-	case hasData && len(data) > 0 && data[0] == '"' && len(ct) > 0 && !isJSONMedia(string(ct)):
-		s, ok := plainString(data)
-		if !ok || !utf8.Valid(s) {
-			return b, false
-		}
-		ce = protowire.AppendTag(ce, ceTextData, protowire.BytesType)
-		ce = protowire.AppendBytes(ce, s)
-	case hasData:
-		if !utf8.Valid(data) {
-			return b, false
-		}
-		ce = protowire.AppendTag(ce, ceTextData, protowire.BytesType)
-		ce = protowire.AppendBytes(ce, data)
-	}
-	w.ce = ce
+	return n
+}
 
-	// The Event around it.
-	if !utf8.ValidString(e.Stream) {
-		return b, false
-	}
+// appendParsed writes the parsed event's Event message (its fields).
+func (w *wireEncoder) appendParsed(b []byte, e *fossil.Event, ce int) []byte {
 	b = protowire.AppendTag(b, eventCloudEvent, protowire.BytesType)
-	b = protowire.AppendBytes(b, ce)
+	b = protowire.AppendVarint(b, uint64(ce))
+	for k, f := range [4]protowire.Number{ceID, ceSource, ceSpecVersion, ceType} {
+		if s := w.core[k]; len(s) > 0 {
+			b = protowire.AppendTag(b, f, protowire.BytesType)
+			b = protowire.AppendBytes(b, s)
+		}
+	}
+	for i := range w.attrs {
+		b = w.attrs[i].appendEntry(b)
+	}
+	if w.dataField != 0 {
+		b = protowire.AppendTag(b, w.dataField, protowire.BytesType)
+		b = protowire.AppendBytes(b, w.data)
+	}
 	if e.Stream != "" {
 		b = protowire.AppendTag(b, eventStream, protowire.BytesType)
 		b = protowire.AppendString(b, e.Stream)
@@ -320,105 +211,251 @@ func (w *wireEncoder) appendFast(b []byte, e *fossil.Event) ([]byte, bool) {
 		b = protowire.AppendVarint(b, uint64(e.Sequence))
 	}
 	for _, c := range e.ExpectAck {
-		if !utf8.ValidString(c) {
-			return b, false
-		}
 		b = protowire.AppendTag(b, eventExpectAck, protowire.BytesType)
 		b = protowire.AppendString(b, c)
 	}
-	return b, true
+	return b
 }
 
-func bitIndex(bit uint16) int {
-	switch bit {
-	case 1 << 0:
-		return 0
-	case 1 << 1:
-		return 1
-	case 1 << 2:
-		return 2
-	default:
-		return 3
-	}
-}
+// Members with rules of their own, as bits of a set.
+const (
+	seenID = 1 << iota
+	seenSource
+	seenSpecVersion
+	seenType
+	seenData
+	seenDataBase64
+	seenTime
+	seenDataSchema
+	seenContentType
+)
 
-// appendAttribute appends one entry of the attributes map for an
-// extension (or datacontenttype, subject) typed by its JSON form, as
-// attributeValue does.
-func appendAttribute(b, name, val []byte) ([]byte, bool) {
-	if len(val) == 0 {
-		return b, false
-	}
+// parse reads e's document into the encoder's parts; false when the
+// document needs ToProto's path.
+func (w *wireEncoder) parse(e *fossil.Event) bool {
+	doc := e.Doc
 	var (
-		field protowire.Number
-		typ   protowire.Type
-		body  []byte
-		n     uint64
+		seen                  uint16
+		data, dataB64, timeV  []byte
+		ct, schema            []byte
+		hasData, hasB64, hasS bool
 	)
+	w.core = [4][]byte{}
+	w.attrs = w.attrs[:0]
+	w.dataField, w.data = 0, nil
+	i := skipSpace(doc, 0)
+	if i >= len(doc) || doc[i] != '{' {
+		return false
+	}
+	i = skipSpace(doc, i+1)
+	if i < len(doc) && doc[i] == '}' {
+		i++
+	} else {
+		for {
+			if i >= len(doc) || doc[i] != '"' {
+				return false
+			}
+			end := stringEnd(doc, i)
+			if end < 0 {
+				return false
+			}
+			name := doc[i+1 : end-1]
+			if bytes.IndexByte(name, '\\') >= 0 {
+				return false
+			}
+			i = skipSpace(doc, end)
+			if i >= len(doc) || doc[i] != ':' {
+				return false
+			}
+			raw := i + 1
+			vs := skipSpace(doc, raw)
+			ve := valueEnd(doc, vs)
+			if ve < 0 {
+				return false
+			}
+			val := doc[vs:ve]
+			bit := uint16(0)
+			switch string(name) {
+			case "id":
+				bit = seenID
+			case "source":
+				bit = seenSource
+			case "specversion":
+				bit = seenSpecVersion
+			case "type":
+				bit = seenType
+			case "data":
+				bit = seenData
+			case "data_base64":
+				bit = seenDataBase64
+			case "time":
+				bit = seenTime
+			case "dataschema":
+				bit = seenDataSchema
+			case "datacontenttype":
+				bit = seenContentType
+			}
+			if seen&bit != 0 {
+				return false // a duplicate member: ToProto's rules
+			}
+			seen |= bit
+			switch bit {
+			case seenID, seenSource, seenSpecVersion, seenType:
+				s, ok := plainString(val)
+				if !ok || !utf8.Valid(s) {
+					return false
+				}
+				switch bit {
+				case seenID:
+					w.core[0] = s
+				case seenSource:
+					w.core[1] = s
+				case seenSpecVersion:
+					w.core[2] = s
+				default:
+					w.core[3] = s
+				}
+			case seenData:
+				// As ToProto captures it: from right after the colon.
+				data, hasData = doc[raw:ve], true
+			case seenDataBase64:
+				s, ok := plainString(val)
+				if !ok {
+					return false
+				}
+				dataB64, hasB64 = s, true
+			case seenTime:
+				s, ok := plainString(val)
+				if !ok {
+					return false
+				}
+				timeV = s
+			case seenDataSchema:
+				s, ok := plainString(val)
+				if !ok || !utf8.Valid(s) {
+					return false
+				}
+				schema, hasS = s, true
+			default: // datacontenttype and extensions
+				if bit == seenContentType {
+					if s, ok := plainString(val); ok {
+						ct = s
+					} else if val[0] == '"' {
+						return false // an escaped media type
+					}
+				} else {
+					for j := range w.attrs {
+						if bytes.Equal(w.attrs[j].name, name) {
+							return false
+						}
+					}
+				}
+				a, ok := extension(name, val)
+				if !ok {
+					return false
+				}
+				w.attrs = append(w.attrs, a)
+			}
+			i = skipSpace(doc, ve)
+			if i >= len(doc) {
+				return false
+			}
+			if doc[i] == '}' {
+				i++
+				break
+			}
+			if doc[i] != ',' {
+				return false
+			}
+			i = skipSpace(doc, i+1)
+		}
+	}
+	if skipSpace(doc, i) != len(doc) || !utf8.ValidString(e.Stream) {
+		return false
+	}
+	for _, c := range e.ExpectAck {
+		if !utf8.ValidString(c) {
+			return false
+		}
+	}
+	if hasS {
+		w.attrs = append(w.attrs, attr{name: nameDataSchema, field: attrURI, typ: protowire.BytesType, body: schema})
+	}
+	if len(timeV) > 0 {
+		t, err := time.Parse(time.RFC3339Nano, string(timeV))
+		if err != nil {
+			return false
+		}
+		tb := w.ts[:0]
+		if secs := t.Unix(); secs != 0 {
+			tb = protowire.AppendTag(tb, tsSeconds, protowire.VarintType)
+			tb = protowire.AppendVarint(tb, uint64(secs))
+		}
+		if nanos := t.Nanosecond(); nanos != 0 {
+			tb = protowire.AppendTag(tb, tsNanos, protowire.VarintType)
+			tb = protowire.AppendVarint(tb, uint64(nanos))
+		}
+		w.attrs = append(w.attrs, attr{name: nameTime, field: attrTimestamp, typ: protowire.BytesType, body: tb})
+	}
+	switch {
+	case hasB64 && len(dataB64) > 0:
+		bin, err := base64.StdEncoding.AppendDecode(w.bin[:0], dataB64)
+		if err != nil {
+			return false
+		}
+		w.bin = bin
+		w.dataField, w.data = ceBinaryData, bin
+	case hasData && len(data) > 0 && data[0] == '"' && len(ct) > 0 && !isJSONMedia(string(ct)):
+		s, ok := plainString(data)
+		if !ok || !utf8.Valid(s) {
+			return false
+		}
+		w.dataField, w.data = ceTextData, s
+	case hasData:
+		if !utf8.Valid(data) {
+			return false
+		}
+		w.dataField, w.data = ceTextData, data
+	}
+	return true
+}
+
+// extension types an extension (or datacontenttype, subject) by its JSON
+// form, as attributeValue does.
+func extension(name, val []byte) (attr, bool) {
+	a := attr{name: name}
+	if len(val) == 0 || !utf8.Valid(name) {
+		return a, false
+	}
 	switch c := val[0]; {
 	case c == '"':
 		s, ok := plainString(val)
 		if !ok || !utf8.Valid(s) {
-			return b, false
+			return a, false
 		}
-		field, typ, body = attrString, protowire.BytesType, s
+		a.field, a.typ, a.body = attrString, protowire.BytesType, s
 	case c == 't' || c == 'f':
 		switch string(val) {
 		case "true":
-			n = 1
+			a.n = 1
 		case "false":
 		default:
-			return b, false
+			return a, false
 		}
-		field, typ = attrBoolean, protowire.VarintType
+		a.field, a.typ = attrBoolean, protowire.VarintType
 	case c == '-' || (c >= '0' && c <= '9'):
 		if i, err := strconv.ParseInt(string(val), 10, 32); err == nil {
-			field, typ, n = attrInteger, protowire.VarintType, uint64(int64(i))
+			a.field, a.typ, a.n = attrInteger, protowire.VarintType, uint64(i)
 		} else {
-			field, typ, body = attrString, protowire.BytesType, val
+			a.field, a.typ, a.body = attrString, protowire.BytesType, val
 		}
 	default: // null, objects and arrays: their JSON text
 		if !utf8.Valid(val) {
-			return b, false
+			return a, false
 		}
-		field, typ, body = attrString, protowire.BytesType, val
+		a.field, a.typ, a.body = attrString, protowire.BytesType, val
 	}
-	// entry: key (1), value (2) = CloudEventAttributeValue{field}
-	vsize := protowire.SizeTag(field)
-	if typ == protowire.VarintType {
-		vsize += protowire.SizeVarint(n)
-	} else {
-		vsize += protowire.SizeBytes(len(body))
-	}
-	size := protowire.SizeTag(mapEntryKey) + protowire.SizeBytes(len(name)) +
-		protowire.SizeTag(mapEntryValue) + protowire.SizeBytes(vsize)
-	b = protowire.AppendTag(b, ceAttributes, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(size))
-	b = protowire.AppendTag(b, mapEntryKey, protowire.BytesType)
-	b = protowire.AppendBytes(b, name)
-	b = protowire.AppendTag(b, mapEntryValue, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(vsize))
-	b = protowire.AppendTag(b, field, typ)
-	if typ == protowire.VarintType {
-		return protowire.AppendVarint(b, n), true
-	}
-	return protowire.AppendBytes(b, body), true
-}
-
-// appendMapEntry appends an entry of the attributes map whose value has
-// one field of wire type typ, written by value.
-func appendMapEntry(b []byte, name string, field protowire.Number, typ protowire.Type, value func([]byte) []byte) []byte {
-	var scratch [64]byte
-	v := protowire.AppendTag(scratch[:0], field, typ)
-	v = value(v)
-	size := protowire.SizeTag(mapEntryKey) + protowire.SizeBytes(len(name)) +
-		protowire.SizeTag(mapEntryValue) + protowire.SizeBytes(len(v))
-	b = protowire.AppendTag(b, ceAttributes, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(size))
-	b = protowire.AppendTag(b, mapEntryKey, protowire.BytesType)
-	b = protowire.AppendString(b, name)
-	b = protowire.AppendTag(b, mapEntryValue, protowire.BytesType)
-	return protowire.AppendBytes(b, v)
+	return a, true
 }
 
 // plainString returns the contents of a JSON string without escapes.
@@ -446,31 +483,26 @@ func skipSpace(b []byte, i int) int {
 }
 
 // stringEnd returns the index after the JSON string starting at b[i] (a
-// quote) and whether it holds escapes; -1 when it does not end.
-func stringEnd(b []byte, i int) (int, bool) {
-	escaped := false
+// quote); -1 when it does not end.
+func stringEnd(b []byte, i int) int {
 	for j := i + 1; j < len(b); {
 		k := bytes.IndexByte(b[j:], '"')
 		if k < 0 {
-			return -1, false
+			return -1
 		}
 		q := j + k
-		if bytes.IndexByte(b[j:q], '\\') >= 0 {
-			escaped = true
-			// The quote ends the string unless an odd run of
-			// backslashes precedes it.
-			n := 0
-			for p := q - 1; p > i && b[p] == '\\'; p-- {
-				n++
-			}
-			if n%2 == 1 {
-				j = q + 1
-				continue
-			}
+		// The quote ends the string unless an odd run of backslashes
+		// precedes it.
+		n := 0
+		for p := q - 1; p > i && b[p] == '\\'; p-- {
+			n++
 		}
-		return q + 1, escaped
+		if n%2 == 0 {
+			return q + 1
+		}
+		j = q + 1
 	}
-	return -1, false
+	return -1
 }
 
 // valueEnd returns the index after the JSON value starting at b[i], -1 when
@@ -482,14 +514,13 @@ func valueEnd(b []byte, i int) int {
 	}
 	switch b[i] {
 	case '"':
-		end, _ := stringEnd(b, i)
-		return end
+		return stringEnd(b, i)
 	case '{', '[':
 		depth := 0
 		for j := i; j < len(b); {
 			switch b[j] {
 			case '"':
-				end, _ := stringEnd(b, j)
+				end := stringEnd(b, j)
 				if end < 0 {
 					return -1
 				}
