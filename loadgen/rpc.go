@@ -29,12 +29,14 @@ const (
 // unless AllowRemote.
 func (b *bench) rpcClient() fossilv1connect.EventStoreClient {
 	// No gzip: on loopback, compressing pages costs more than it saves.
-	return fossilv1connect.NewEventStoreClient(b.rpcHTTPClient(), b.base, connect.WithGRPC(), connect.WithAcceptCompression("gzip", nil, nil))
+	return fossilv1connect.NewEventStoreClient(b.rpcHTTPClient(0), b.base, connect.WithGRPC(), connect.WithAcceptCompression("gzip", nil, nil))
 }
 
 // rpcHTTPClient returns an HTTP client of one connection (HTTP/2
-// cleartext for http:// URLs), dialling loopback only unless AllowRemote.
-func (b *bench) rpcHTTPClient() *http.Client {
+// cleartext for http:// URLs), dialling loopback only unless AllowRemote,
+// that asks for HTTP/2 frames of up to maxFrame bytes (0: Go's default,
+// 16 KiB).
+func (b *bench) rpcHTTPClient(maxFrame uint32) *http.Client {
 	dialer := newDialer(b.cfg)
 	tr := &http.Transport{
 		DialContext:         dialer.DialContext,
@@ -45,10 +47,9 @@ func (b *bench) rpcHTTPClient() *http.Client {
 	tr.Protocols = new(http.Protocols)
 	tr.Protocols.SetUnencryptedHTTP2(true)
 	tr.Protocols.SetHTTP2(true)
-	// Frames of up to 1 MiB: with the 16 KiB that Go's transport asks for
-	// by default, the server writes (and hands between its goroutines)
-	// one frame per 16 KiB of a replay's pages.
-	tr.HTTP2 = &http.HTTP2Config{MaxReadFrameSize: 1 << 20}
+	if maxFrame > 0 {
+		tr.HTTP2 = &http.HTTP2Config{MaxReadFrameSize: int(maxFrame)}
+	}
 	return &http.Client{Transport: tr}
 }
 
@@ -174,7 +175,10 @@ func (b *bench) replayRPC(ctx context.Context, target int64) (*ReplayResult, err
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	client := connect.NewClient[fossilv1.SubscribeRequest, subscribePage](b.rpcHTTPClient(),
+	// Frames of up to 1 MiB: with the 16 KiB that Go's transport asks for
+	// by default, the server writes (and hands between its goroutines)
+	// one frame per 16 KiB of the pages.
+	client := connect.NewClient[fossilv1.SubscribeRequest, subscribePage](b.rpcHTTPClient(1<<20),
 		b.base+fossilv1connect.EventStoreSubscribeProcedure,
 		connect.WithGRPC(), connect.WithCodec(pageCodec{}), connect.WithAcceptCompression("gzip", nil, nil))
 	s, err := client.CallServerStream(ctx, connect.NewRequest(&fossilv1.SubscribeRequest{Templates: []string{"{+all}"}}))
