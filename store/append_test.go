@@ -762,7 +762,7 @@ func TestAppenderPipelined(t *testing.T) {
 	for _, dup := range []bool{false, true} {
 		t.Run(fmt.Sprintf("dup=%v", dup), func(t *testing.T) {
 			t.Parallel()
-			b := setupAppend(t, AppenderConfig{MaxGroupEvents: 2})
+			b := setupAppend(t, AppenderConfig{MaxGroupEvents: 2, minPipelined: 2})
 			ctx := context.Background()
 			if _, err := b.appender.Append(ctx, &AppendRequest{Stream: "s", Events: events(testEvent("stored", "x"), testEvent("stored2", "x"))}); err != nil {
 				t.Fatal(err)

@@ -43,6 +43,8 @@ type AppenderConfig struct {
 	// hashed its events into the log's Merkle tree, with the new tree size
 	// and the time hashing took.
 	TreeFunc func(size int64, hashing time.Duration)
+	// minPipelined is minPipelinedEvents, unless a test sets it.
+	minPipelined int
 	// Tracer, when set, gives each group commit a span: the child of the
 	// first request's span, linked to every request's span, and the
 	// parent of the group's statements. nil (tracing off) costs nothing.
@@ -109,6 +111,9 @@ func NewAppender(s *Store, cfg AppenderConfig) *Appender {
 	}
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = 8192
+	}
+	if cfg.minPipelined <= 0 {
+		cfg.minPipelined = minPipelinedEvents
 	}
 	a := &Appender{
 		store:   s,
@@ -234,21 +239,7 @@ func (a *Appender) drain(group []*pendingAppend) {
 			// group's backing array belongs to the group in flight.
 			group = make([]*pendingAppend, 0, cap(group))
 		}
-		group = group[:0]
-		events := 0
-	take:
-		for events < a.cfg.MaxGroupEvents {
-			select {
-			case p, ok := <-a.queue:
-				if !ok {
-					break take
-				}
-				group = append(group, p)
-				events += len(p.req.Events)
-			default:
-				break take
-			}
-		}
+		group, events := a.take(group[:0], 0)
 		if len(group) == 0 {
 			if prev == nil {
 				return
@@ -257,10 +248,19 @@ func (a *Appender) drain(group []*pendingAppend) {
 			prev = nil
 			continue
 		}
-		f := a.launch(group, events, prev)
+		var f *flight
+		if events >= a.cfg.minPipelined {
+			f = a.launch(group, events, prev)
+		}
 		if prev != nil {
 			a.land(prev, f)
 			prev = nil
+			if f == nil {
+				// The requests that came while prev committed join
+				// this group, as they would have without prev in
+				// flight.
+				group, events = a.take(group, events)
+			}
 		}
 		switch {
 		case f == nil:
@@ -276,6 +276,33 @@ func (a *Appender) drain(group []*pendingAppend) {
 		}
 	}
 }
+
+// take adds queued requests to group until the queue is empty or the
+// group holds MaxGroupEvents events.
+func (a *Appender) take(group []*pendingAppend, events int) ([]*pendingAppend, int) {
+	for events < a.cfg.MaxGroupEvents {
+		select {
+		case p, ok := <-a.queue:
+			if !ok {
+				return group, events
+			}
+			group = append(group, p)
+			events += len(p.req.Events)
+		default:
+			return group, events
+		}
+	}
+	return group, events
+}
+
+// minPipelinedEvents is the smallest group that is sent while the one
+// before it commits (see [Appender.launch]); smaller groups wait for it
+// and take in the requests that come meanwhile. Pipelining hides the
+// encoding and sending of a group behind the commit of the one before,
+// which pays for large groups; it also splits the waiting requests into
+// two groups, and each group pays the commit's fixed costs, which small
+// groups cannot afford (docs/PERFORMANCE.md, "Batches of 100").
+const minPipelinedEvents = 200
 
 // serialGroups turns pipelining off (for benchmarks that compare).
 var serialGroups = false
