@@ -302,7 +302,7 @@ func (a *Appender) take(group []*pendingAppend, events int) ([]*pendingAppend, i
 // which pays for large groups; it also splits the waiting requests into
 // two groups, and each group pays the commit's fixed costs, which small
 // groups cannot afford (docs/PERFORMANCE.md, "Batches of 100").
-const minPipelinedEvents = 200
+const minPipelinedEvents = 100
 
 // serialGroups turns pipelining off (for benchmarks that compare).
 var serialGroups = false
