@@ -186,9 +186,11 @@ func TestSmokeGRPC(t *testing.T) {
 	if res.Replay == nil || res.Replay.Events != 600 || res.Replay.Head != 600 {
 		t.Errorf("replay over Subscribe: %+v, want 600 events", res.Replay)
 	}
-	// A conflict is reported with its HTTP status, as over HTTP.
+	// A conflict is reported with its HTTP status, as over HTTP. One
+	// request in flight per writer: with 256, the first writer could send
+	// all 100 events before the others started, and nothing conflicted.
 	res, err = loadgen.Run(t.Context(), loadgen.Config{
-		URL: srv.URL, Protocol: loadgen.ProtocolGRPC, Clients: 4, Streams: 1, ExpectSequence: true, Events: 100, Duration: 30 * time.Second,
+		URL: srv.URL, Protocol: loadgen.ProtocolGRPC, Pipeline: 1, Clients: 4, Streams: 1, ExpectSequence: true, Events: 100, Duration: 30 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
