@@ -94,9 +94,15 @@ func BenchmarkTreeGroupCost(b *testing.B) {
 				if _, _, err := s.appendGroup(ctx, reqs, true, cache); err != nil {
 					b.Fatal(err)
 				}
+				// pg_walinspect reads only what is flushed: the group's
+				// records are, once it has committed synchronously.
 				var to string
-				if err := ab.check.QueryRow(ctx, `SELECT pg_current_wal_flush_lsn()::text`).Scan(&to); err != nil {
+				var ahead bool
+				if err := ab.check.QueryRow(ctx, `SELECT pg_current_wal_flush_lsn()::text, pg_current_wal_flush_lsn() > $1::pg_lsn`, from).Scan(&to, &ahead); err != nil {
 					b.Fatal(err)
+				}
+				if !ahead {
+					b.Fatal("the WAL was not flushed at commit: the benchmark needs synchronous_commit (set FOSSIL_TEST_DATABASE_URL to a server with it on)")
 				}
 				r, n := databaseWAL(b, ab, from, to, byKind)
 				walRecords, walBytes, walEvents = walRecords+r, walBytes+n, walEvents+int64(bc.eventsPerGroup)
@@ -115,11 +121,12 @@ func BenchmarkTreeGroupCost(b *testing.B) {
 	}
 }
 
-// walAndHeap returns the WAL position and the heap size of fossil_events.
+// walAndHeap returns the WAL insert position and the heap size of
+// fossil_events.
 func walAndHeap(tb testing.TB, ab *appendBundle) (wal string, heap int64) {
 	tb.Helper()
 	if err := ab.check.QueryRow(context.Background(),
-		`SELECT pg_current_wal_lsn()::text, pg_relation_size('fossil_events')`).Scan(&wal, &heap); err != nil {
+		`SELECT pg_current_wal_insert_lsn()::text, pg_relation_size('fossil_events')`).Scan(&wal, &heap); err != nil {
 		tb.Fatal(err)
 	}
 	return wal, heap
