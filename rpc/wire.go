@@ -239,6 +239,7 @@ func (w *wireEncoder) parse(e *fossil.Event) bool {
 		data, dataB64, timeV  []byte
 		ct, schema            []byte
 		hasData, hasB64, hasS bool
+		dataFlags             scan
 	)
 	w.core = [4][]byte{}
 	w.attrs = w.attrs[:0]
@@ -255,21 +256,18 @@ func (w *wireEncoder) parse(e *fossil.Event) bool {
 			if i >= len(doc) || doc[i] != '"' {
 				return false
 			}
-			end := stringEnd(doc, i)
-			if end < 0 {
+			end, nameFlags := scanString(doc, i)
+			if end < 0 || nameFlags&escaped != 0 {
 				return false
 			}
 			name := doc[i+1 : end-1]
-			if bytes.IndexByte(name, '\\') >= 0 {
-				return false
-			}
 			i = skipSpace(doc, end)
 			if i >= len(doc) || doc[i] != ':' {
 				return false
 			}
 			raw := i + 1
 			vs := skipSpace(doc, raw)
-			ve := valueEnd(doc, vs)
+			ve, flags := valueEnd(doc, vs)
 			if ve < 0 {
 				return false
 			}
@@ -301,8 +299,8 @@ func (w *wireEncoder) parse(e *fossil.Event) bool {
 			seen |= bit
 			switch bit {
 			case seenID, seenSource, seenSpecVersion, seenType:
-				s, ok := plainString(val)
-				if !ok || !utf8.Valid(s) {
+				s, ok := plainString(val, flags)
+				if !ok || !validUTF8(s, flags) {
 					return false
 				}
 				switch bit {
@@ -317,28 +315,28 @@ func (w *wireEncoder) parse(e *fossil.Event) bool {
 				}
 			case seenData:
 				// As ToProto captures it: from right after the colon.
-				data, hasData = doc[raw:ve], true
+				data, hasData, dataFlags = doc[raw:ve], true, flags
 			case seenDataBase64:
-				s, ok := plainString(val)
+				s, ok := plainString(val, flags)
 				if !ok {
 					return false
 				}
 				dataB64, hasB64 = s, true
 			case seenTime:
-				s, ok := plainString(val)
+				s, ok := plainString(val, flags)
 				if !ok {
 					return false
 				}
 				timeV = s
 			case seenDataSchema:
-				s, ok := plainString(val)
-				if !ok || !utf8.Valid(s) {
+				s, ok := plainString(val, flags)
+				if !ok || !validUTF8(s, flags) {
 					return false
 				}
 				schema, hasS = s, true
 			default: // datacontenttype and extensions
 				if bit == seenContentType {
-					if s, ok := plainString(val); ok {
+					if s, ok := plainString(val, flags); ok {
 						ct = s
 					} else if val[0] == '"' {
 						return false // an escaped media type
@@ -350,7 +348,7 @@ func (w *wireEncoder) parse(e *fossil.Event) bool {
 						}
 					}
 				}
-				a, ok := extension(name, val)
+				a, ok := extension(name, nameFlags, val, flags)
 				if !ok {
 					return false
 				}
@@ -406,13 +404,13 @@ func (w *wireEncoder) parse(e *fossil.Event) bool {
 		w.bin = bin
 		w.dataField, w.data = ceBinaryData, bin
 	case hasData && len(data) > 0 && data[0] == '"' && len(ct) > 0 && !isJSONMedia(string(ct)):
-		s, ok := plainString(data)
-		if !ok || !utf8.Valid(s) {
+		s, ok := plainString(data, dataFlags)
+		if !ok || !validUTF8(s, dataFlags) {
 			return false
 		}
 		w.dataField, w.data = ceTextData, s
 	case hasData:
-		if !utf8.Valid(data) {
+		if !validUTF8(data, dataFlags) {
 			return false
 		}
 		w.dataField, w.data = ceTextData, data
@@ -422,15 +420,15 @@ func (w *wireEncoder) parse(e *fossil.Event) bool {
 
 // extension types an extension (or datacontenttype, subject) by its JSON
 // form, as attributeValue does.
-func extension(name, val []byte) (attr, bool) {
+func extension(name []byte, nameFlags scan, val []byte, flags scan) (attr, bool) {
 	a := attr{name: name}
-	if len(val) == 0 || !utf8.Valid(name) {
+	if len(val) == 0 || !validUTF8(name, nameFlags) {
 		return a, false
 	}
 	switch c := val[0]; {
 	case c == '"':
-		s, ok := plainString(val)
-		if !ok || !utf8.Valid(s) {
+		s, ok := plainString(val, flags)
+		if !ok || !validUTF8(s, flags) {
 			return a, false
 		}
 		a.field, a.typ, a.body = attrString, protowire.BytesType, s
@@ -450,7 +448,7 @@ func extension(name, val []byte) (attr, bool) {
 			a.field, a.typ, a.body = attrString, protowire.BytesType, val
 		}
 	default: // null, objects and arrays: their JSON text
-		if !utf8.Valid(val) {
+		if !validUTF8(val, flags) {
 			return a, false
 		}
 		a.field, a.typ, a.body = attrString, protowire.BytesType, val
@@ -458,16 +456,27 @@ func extension(name, val []byte) (attr, bool) {
 	return a, true
 }
 
-// plainString returns the contents of a JSON string without escapes.
-func plainString(v []byte) ([]byte, bool) {
-	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
+// scan describes what scanning a JSON value found in it.
+type scan uint8
+
+const (
+	escaped  scan = 1 << iota // a backslash escape
+	nonASCII                  // a byte outside ASCII
+)
+
+// validUTF8 reports whether s (scanned with flags) is valid UTF-8: ASCII
+// text is, without looking again.
+func validUTF8(s []byte, flags scan) bool {
+	return flags&nonASCII == 0 || utf8.Valid(s)
+}
+
+// plainString returns the contents of a JSON string v without escapes
+// (flags from its scan).
+func plainString(v []byte, flags scan) ([]byte, bool) {
+	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' || flags&escaped != 0 {
 		return nil, false
 	}
-	s := v[1 : len(v)-1]
-	if bytes.IndexByte(s, '\\') >= 0 {
-		return nil, false
-	}
-	return s, true
+	return v[1 : len(v)-1], true
 }
 
 func skipSpace(b []byte, i int) int {
@@ -482,48 +491,61 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
-// stringEnd returns the index after the JSON string starting at b[i] (a
-// quote); -1 when it does not end.
-func stringEnd(b []byte, i int) int {
-	for j := i + 1; j < len(b); {
-		k := bytes.IndexByte(b[j:], '"')
-		if k < 0 {
-			return -1
+// scanString returns the index after the JSON string starting at b[i] (a
+// quote), -1 when it does not end, and whether it holds escapes or bytes
+// outside ASCII. One pass over the bytes: Fossil's strings are short (names,
+// identifiers, types), where a loop beats searching for the quote and then
+// for a backslash.
+func scanString(b []byte, i int) (int, scan) {
+	var (
+		or    byte
+		flags scan
+	)
+	for j := i + 1; j < len(b); j++ {
+		c := b[j]
+		or |= c
+		switch c {
+		case '"':
+			if or >= utf8.RuneSelf {
+				flags |= nonASCII
+			}
+			return j + 1, flags
+		case '\\':
+			flags |= escaped
+			j++ // the escaped byte cannot end the string
+			if j < len(b) {
+				or |= b[j]
+			}
 		}
-		q := j + k
-		// The quote ends the string unless an odd run of backslashes
-		// precedes it.
-		n := 0
-		for p := q - 1; p > i && b[p] == '\\'; p-- {
-			n++
-		}
-		if n%2 == 0 {
-			return q + 1
-		}
-		j = q + 1
 	}
-	return -1
+	return -1, flags
 }
 
 // valueEnd returns the index after the JSON value starting at b[i], -1 when
-// it is not one. The document was checked when it was collected; this only
-// finds where values end.
-func valueEnd(b []byte, i int) int {
+// it is not one, and what its scan found. The document was checked when it
+// was collected; this only finds where values end.
+func valueEnd(b []byte, i int) (int, scan) {
 	if i >= len(b) {
-		return -1
+		return -1, 0
 	}
 	switch b[i] {
 	case '"':
-		return stringEnd(b, i)
+		return scanString(b, i)
 	case '{', '[':
-		depth := 0
+		var (
+			depth int
+			or    byte
+			flags scan
+		)
 		for j := i; j < len(b); {
-			switch b[j] {
+			c := b[j]
+			switch c {
 			case '"':
-				end := stringEnd(b, j)
+				end, f := scanString(b, j)
 				if end < 0 {
-					return -1
+					return -1, 0
 				}
+				flags |= f
 				j = end
 				continue
 			case '{', '[':
@@ -531,27 +553,33 @@ func valueEnd(b []byte, i int) int {
 			case '}', ']':
 				depth--
 				if depth == 0 {
-					return j + 1
+					if or >= utf8.RuneSelf {
+						flags |= nonASCII
+					}
+					return j + 1, flags
 				}
 			}
+			or |= c
 			j++
 		}
-		return -1
+		return -1, 0
 	default:
+		var or byte
 		j := i
-		for j < len(b) {
+	loop:
+		for ; j < len(b); j++ {
 			switch b[j] {
 			case ',', '}', ']', ' ', '\t', '\n', '\r':
-				if j == i {
-					return -1
-				}
-				return j
+				break loop
 			}
-			j++
+			or |= b[j]
 		}
 		if j == i {
-			return -1
+			return -1, 0
 		}
-		return j
+		if or >= utf8.RuneSelf {
+			return j, nonASCII
+		}
+		return j, 0
 	}
 }
