@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -60,6 +61,9 @@ func (b *bench) rpcHTTPClient(maxFrame uint32) *http.Client {
 type rpcWriter struct {
 	*writer
 	client fossilv1connect.EventStoreClient
+	// seqMu guards writer.seqs: the sender counts what it sends, the
+	// receiver resets a stream's count after a 409.
+	seqMu sync.Mutex
 }
 
 type rpcSent struct {
@@ -125,7 +129,9 @@ func (w *rpcWriter) run(ctx context.Context, stopAt time.Time) {
 			}
 			w.b.fail(key, fmt.Sprintf("CollectStream: %s: %s", connect.Code(e.GetCode()), e.GetMessage()))
 			if cur, ok := e.GetProblem().AsMap()["current_sequence"].(float64); ok && cfg.ExpectSequence {
+				w.seqMu.Lock()
 				w.seqs[s.stream] = int64(cur) + 1
+				w.seqMu.Unlock()
 			}
 			continue
 		}
@@ -153,13 +159,15 @@ func (w *rpcWriter) request(stream, k, n int) *fossilv1.CollectRequest {
 		}
 	}
 	if w.b.cfg.ExpectSequence {
+		w.seqMu.Lock()
 		next, ok := w.seqs[stream]
 		if !ok {
 			next = 1
 		}
+		w.seqs[stream] = next + int64(n) // pipelined: counted as sent
+		w.seqMu.Unlock()
 		seq := uint64(next)
 		req.ExpectedSequence = &seq
-		w.seqs[stream] = next + int64(n) // pipelined: counted as sent
 	}
 	return req
 }
