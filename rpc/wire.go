@@ -3,6 +3,7 @@ package rpc
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -493,10 +494,45 @@ func skipSpace(b []byte, i int) int {
 
 // scanString returns the index after the JSON string starting at b[i] (a
 // quote), -1 when it does not end, and whether it holds escapes or bytes
-// outside ASCII. One pass over the bytes: Fossil's strings are short (names,
-// identifiers, types), where a loop beats searching for the quote and then
-// for a backslash.
+// outside ASCII. Fossil's names, identifiers and types are short, where a
+// loop over the bytes beats searching; longer strings (text in data) are
+// searched for the quote and checked a word at a time.
 func scanString(b []byte, i int) (int, scan) {
+	var or byte
+	j := i + 1
+	for n := min(len(b), j+shortString); j < n; j++ {
+		c := b[j]
+		or |= c
+		switch c {
+		case '"':
+			if or >= utf8.RuneSelf {
+				return j + 1, nonASCII
+			}
+			return j + 1, 0
+		case '\\':
+			return scanEscaped(b, i)
+		}
+	}
+	k := bytes.IndexByte(b[j:], '"')
+	if k < 0 {
+		return -1, 0
+	}
+	q := j + k
+	if bytes.IndexByte(b[j:q], '\\') >= 0 {
+		return scanEscaped(b, i)
+	}
+	if or >= utf8.RuneSelf || !isASCII(b[j:q]) {
+		return q + 1, nonASCII
+	}
+	return q + 1, 0
+}
+
+// shortString is how many bytes of a string scanString reads one by one
+// before it searches.
+const shortString = 24
+
+// scanEscaped is scanString for a string with escapes: byte by byte.
+func scanEscaped(b []byte, i int) (int, scan) {
 	var (
 		or    byte
 		flags scan
@@ -519,6 +555,19 @@ func scanString(b []byte, i int) (int, scan) {
 		}
 	}
 	return -1, flags
+}
+
+// isASCII reports whether every byte of s is below 0x80, eight at a time.
+func isASCII(s []byte) bool {
+	var or uint64
+	for len(s) >= 8 {
+		or |= binary.LittleEndian.Uint64(s)
+		s = s[8:]
+	}
+	for _, c := range s {
+		or |= uint64(c)
+	}
+	return or&0x8080808080808080 == 0
 }
 
 // valueEnd returns the index after the JSON value starting at b[i], -1 when

@@ -52,6 +52,11 @@ var wireDocs = []struct {
 	{`{"specversion":"1.0","id":"a","source":"/s","type":"t","datacontenttype":7,"data":"x"}`, true},
 	{`{"specversion":"1.0","id":"a","source":"/s","type":"t","datacontenttype":"text/pl\u0061in","data":"x"}`, false},
 	{`{"specversion":"1.0","id":"a","source":"/s","type":"t","data":"\ud800"}`, true},
+	{`{"specversion":"1.0","id":"a","source":"/s","type":"t","data":{"pad":"` + strings.Repeat("abcdefghijklmnopqrstuvwxyz", 20) + `"}}`, true},
+	{`{"specversion":"1.0","id":"a","source":"/s","type":"t","data":{"pad":"` + strings.Repeat("abcdefghijklmnopqrstuvwxyz", 2) + `\"q\" é"}}`, true},
+	{`{"specversion":"1.0","id":"a","source":"/s","type":"t","ext":"` + strings.Repeat("abcdefghijklmnopqrstuvwxyz", 2) + `é","data":"` + strings.Repeat("x", 40) + `\u00e9"}`, true},
+	{`{"specversion":"1.0","id":"a","source":"/s","type":"t","ext":"` + strings.Repeat("abcdefghijklmnopqrstuvwxyz", 2) + `\"","data":1}`, false},
+	{`{"specversion":"1.0","id":"` + strings.Repeat("i", 30) + `é","source":"/s","type":"t"}`, true},
 }
 
 func TestWireEncoderSameAsToProto(t *testing.T) {
@@ -155,8 +160,12 @@ func FuzzWireEncoder(f *testing.F) {
 	})
 }
 
+// benchDoc is an event as `fossil bench` writes it (a 500-byte pad in its
+// data).
+var benchDoc = `{"specversion":"1.0","id":"5w917b27-4-0-0","source":"/fossil-bench","type":"bench.event","datacontenttype":"application/json","data":{"sent_ns":1796311514194028820,"writer":4,"pad":"` + strings.Repeat("abcdefghijklmnopqrstuvwxyz", 19) + `ab"}}`
+
 func BenchmarkSubscribePage(b *testing.B) {
-	doc := []byte(wireDocs[0].doc)
+	doc := []byte(benchDoc)
 	events := make([]*fossil.Event, 1000)
 	for i := range events {
 		events[i] = &fossil.Event{Number: int64(i + 1), Stream: "bench/s70", Sequence: int64(i + 1), Doc: doc}
