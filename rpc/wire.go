@@ -557,10 +557,14 @@ func scanEscaped(b []byte, i int) (int, scan) {
 	return -1, flags
 }
 
-// isASCII reports whether every byte of s is below 0x80, eight at a time.
+// isASCII reports whether every byte of s is below 0x80, sixteen at a time.
 func isASCII(s []byte) bool {
 	var or uint64
-	for len(s) >= 8 {
+	for len(s) >= 16 {
+		or |= binary.LittleEndian.Uint64(s) | binary.LittleEndian.Uint64(s[8:])
+		s = s[16:]
+	}
+	if len(s) >= 8 {
 		or |= binary.LittleEndian.Uint64(s)
 		s = s[8:]
 	}
