@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/binary"
+	"math/bits"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -494,18 +495,38 @@ func skipSpace(b []byte, i int) int {
 
 // scanString returns the index after the JSON string starting at b[i] (a
 // quote), -1 when it does not end, and whether it holds escapes or bytes
-// outside ASCII. Fossil's names, identifiers and types are short, where a
-// loop over the bytes beats searching; longer strings (text in data) are
-// searched for the quote and checked a word at a time.
+// outside ASCII. Fossil's names, identifiers and types are short: their
+// first 24 bytes are read a word at a time, which beats searching; longer
+// strings (text in data) are searched for the quote and checked for ASCII
+// sixteen bytes a round.
 func scanString(b []byte, i int) (int, scan) {
-	var or byte
+	var or uint64
 	j := i + 1
-	for n := min(len(b), j+shortString); j < n; j++ {
+	// Eight bytes a round: the lowest byte that is a quote or a backslash
+	// (a zero byte of w^quotes or w^backslashes; the borrow of the test
+	// only marks bytes above the first).
+	for n := min(len(b), j+shortString); j+8 <= n; j += 8 {
+		w := binary.LittleEndian.Uint64(b[j:])
+		q, bs := w^(ones*'"'), w^(ones*'\\')
+		if m := ((q-ones)&^q | (bs-ones)&^bs) & highs; m != 0 {
+			k := bits.TrailingZeros64(m) / 8
+			or |= w & (1<<(8*k) - 1)
+			if b[j+k] != '"' {
+				return scanEscaped(b, i)
+			}
+			if or&highs != 0 {
+				return j + k + 1, nonASCII
+			}
+			return j + k + 1, 0
+		}
+		or |= w
+	}
+	for n := min(len(b), j+8); j < n; j++ {
 		c := b[j]
-		or |= c
+		or |= uint64(c)
 		switch c {
 		case '"':
-			if or >= utf8.RuneSelf {
+			if or&highs != 0 {
 				return j + 1, nonASCII
 			}
 			return j + 1, 0
@@ -521,11 +542,16 @@ func scanString(b []byte, i int) (int, scan) {
 	if bytes.IndexByte(b[j:q], '\\') >= 0 {
 		return scanEscaped(b, i)
 	}
-	if or >= utf8.RuneSelf || !isASCII(b[j:q]) {
+	if or&highs != 0 || !isASCII(b[j:q]) {
 		return q + 1, nonASCII
 	}
 	return q + 1, 0
 }
+
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
 
 // shortString is how many bytes of a string scanString reads one by one
 // before it searches.
