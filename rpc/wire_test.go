@@ -204,3 +204,24 @@ func BenchmarkSubscribePage(b *testing.B) {
 		}
 	})
 }
+
+// TestScanString holds the word-at-a-time scan equal to the byte loop for a
+// quote, a backslash or a byte outside ASCII at every offset of the first
+// words and past them.
+func TestScanString(t *testing.T) {
+	for n := 0; n < 70; n++ {
+		for _, c := range []string{`\"`, `\\`, "é", "\x80", `\u0041`, "\x01", "\x00"} {
+			for at := 0; at <= n; at++ {
+				body := strings.Repeat("a", at) + c + strings.Repeat("b", n-at)
+				for _, tail := range []string{`"`, `", "x"`, ``} {
+					b := []byte(`"` + body + tail)
+					end, flags := scanString(b, 0)
+					wantEnd, wantFlags := scanEscaped(b, 0)
+					if end != wantEnd || (end >= 0 && flags != wantFlags) {
+						t.Fatalf("%q: scanString %d %b, byte loop %d %b", b, end, flags, wantEnd, wantFlags)
+					}
+				}
+			}
+		}
+	}
+}
