@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -247,5 +248,38 @@ func TestUnreadSSE(t *testing.T) {
 	figure(t, "2,000 SSE clients that never read (log of 20,000 small and 20 900 KB events, --memory-limit 512 MiB, write timeout 10 s): peak RSS %.0f MB, %.0f MB 10 s after they closed", peak, after)
 	if !srv.alive() {
 		t.Fatal("the server died")
+	}
+}
+
+// TestSustainedBatches: `fossil bench` with 16 clients posting batches of
+// 100 events for 20 s without a pause, so that the appender pipelines
+// group after group: the server's RSS stays under 300 MB (a group in
+// flight once kept every group before it alive, and this load took the
+// RSS past 1 GB in 10 s).
+func TestSustainedBatches(t *testing.T) {
+	srv := startServer(t, pg.createDB(t), "")
+	stop := peakRSS(srv.pid())
+	out, err := exec.Command(fossilBin, "bench", "--url", srv.url, "--clients", "16", "--batch", "100",
+		"--streams", "1000", "--duration", "20s", "--json").Output()
+	peak := stop()
+	if err != nil {
+		t.Fatalf("fossil bench: %v\n%s", err, out)
+	}
+	var res struct {
+		Events int64          `json:"events"`
+		Errors map[string]int `json:"errors"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("fossil bench --json: %v\n%s", err, out)
+	}
+	figure(t, "16 clients of 100-event batches for 20 s: %d events, peak RSS %.0f MB", res.Events, peak)
+	if len(res.Errors) > 0 {
+		t.Errorf("errors: %v", res.Errors)
+	}
+	if res.Events < 10000 {
+		t.Errorf("only %d events appended: the load did not run", res.Events)
+	}
+	if peak >= 300 {
+		t.Errorf("peak RSS %.0f MB, want < 300", peak)
 	}
 }

@@ -373,7 +373,12 @@ func (a *Appender) launch(group []*pendingAppend, events int, prev *flight) *fli
 		return nil
 	}
 	if prev != nil {
-		st.after = &prev.st.token
+		// A copy: a pointer into prev's state would keep prev, and through
+		// its own after every group before it, alive for as long as
+		// groups follow each other in flight (their events and
+		// documents: hundreds of MB under a steady batch load).
+		token := prev.st.token
+		st.after = &token
 	}
 	f := &flight{group: group, events: events, reqs: reqs, outcomes: outcomes, st: st, start: time.Now()}
 	ctx := context.Background()
