@@ -64,24 +64,10 @@ func checkBrokerRecords(t *testing.T, got []brokerRecord, want []int64) {
 
 func TestNATSJetStreamSink(t *testing.T) {
 	t.Parallel()
-	nc, err := nats.Connect(natsURL, nats.Timeout(3*time.Second))
-	if err != nil {
-		t.Fatalf("NATS JetStream must run on %s (make test starts one; or run nats-server -js): %v", natsURL, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	name := "fossiltest_" + randomName()
+	js, stream, name := jetStream(ctx, t, time.Minute)
 	subject := name + ".events"
-	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{name + ".>"}, Storage: jetstream.MemoryStorage, Duplicates: time.Minute})
-	if err != nil {
-		t.Fatalf("create stream: %v", err)
-	}
-	t.Cleanup(func() { _ = js.DeleteStream(context.Background(), name) })
 
 	srv := testserver.Start(t, fast)
 	want := postMix(t, srv, "old", 30)
@@ -199,4 +185,27 @@ func TestKafkaSink(t *testing.T) {
 	testserver.Eventually(t, 5*time.Second, "status", func() bool {
 		return status(t, srv, id)["delivered"] == float64(len(want))
 	})
+}
+
+// jetStream connects to the JetStream at natsURL and creates a memory
+// stream of its own (deleted when the test ends) on the subjects
+// <name>.>, with the given deduplication window (0: the server's default).
+func jetStream(ctx context.Context, t *testing.T, duplicates time.Duration) (jetstream.JetStream, jetstream.Stream, string) {
+	t.Helper()
+	nc, err := nats.Connect(natsURL, nats.Timeout(3*time.Second))
+	if err != nil {
+		t.Fatalf("NATS JetStream must run on %s (make test starts one; or run nats-server -js): %v", natsURL, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "fossiltest_" + randomName()
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{name + ".>"}, Storage: jetstream.MemoryStorage, Duplicates: duplicates})
+	if err != nil {
+		t.Fatalf("create stream: %v", err)
+	}
+	t.Cleanup(func() { _ = js.DeleteStream(context.Background(), name) })
+	return js, stream, name
 }

@@ -135,23 +135,9 @@ func TestWebhookDeliveryCarriesTraceContext(t *testing.T) {
 // NATS binding and the W3C traceparent and tracestate headers.
 func TestNATSDeliveryCarriesTraceContext(t *testing.T) {
 	t.Parallel()
-	nc, err := nats.Connect(natsURL, nats.Timeout(3*time.Second))
-	if err != nil {
-		t.Fatalf("NATS JetStream must run on %s (make test starts one; or run nats-server -js): %v", natsURL, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	name := "fossiltest_" + randomName()
-	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{name + ".>"}, Storage: jetstream.MemoryStorage})
-	if err != nil {
-		t.Fatalf("create stream: %v", err)
-	}
-	t.Cleanup(func() { _ = js.DeleteStream(context.Background(), name) })
+	_, stream, name := jetStream(ctx, t, 0)
 
 	srv := testserver.Start(t, fast)
 	postTraced(t, srv)
