@@ -33,6 +33,13 @@ type Config struct {
 	// one step of a subscriber takes from the ring; a page always holds at
 	// least one event. 0 means DefaultPageBytes.
 	PageBytes int64
+	// CatchUpBytes bounds the documents that all subscribers reading
+	// history from SQL hold at once (each holds the page it writes and the
+	// one it reads ahead): a subscriber's pages get CatchUpBytes ÷ twice
+	// the number of such subscribers, between MinPageBytes and PageBytes.
+	// A lone replay keeps PageBytes pages; 2,000 clients that stop reading
+	// cannot hold 2 MiB each. 0 means DefaultCatchUpBytes.
+	CatchUpBytes int64
 	// Keepalive is the interval of ": keepalive" comments on idle streams;
 	// 0 means 15s.
 	Keepalive time.Duration
@@ -53,6 +60,14 @@ type Config struct {
 // both processes) made a replay cost PostgreSQL 30 % more CPU per event
 // than pages of 1,000 events (docs/PERFORMANCE.md, "At scale").
 const DefaultPageBytes = 1 << 20
+
+// DefaultCatchUpBytes is the default of Config.CatchUpBytes, and
+// MinPageBytes the smallest page a subscriber is given (a page always
+// holds at least one event, whatever its size).
+const (
+	DefaultCatchUpBytes = 64 << 20
+	MinPageBytes        = 16 << 10
+)
 
 // frame is one event rendered once for every subscriber.
 type frame struct {
@@ -77,6 +92,9 @@ type Hub struct {
 	changed chan struct{}
 
 	clients atomic.Int64
+	// readers counts the subscribers that read history from SQL (see
+	// Config.CatchUpBytes).
+	readers atomic.Int64
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
@@ -97,6 +115,9 @@ func New(cfg Config) *Hub {
 	}
 	if cfg.PageBytes <= 0 {
 		cfg.PageBytes = DefaultPageBytes
+	}
+	if cfg.CatchUpBytes <= 0 {
+		cfg.CatchUpBytes = DefaultCatchUpBytes
 	}
 	if cfg.Keepalive <= 0 {
 		cfg.Keepalive = 15 * time.Second
@@ -380,4 +401,13 @@ func (h *Hub) fromRing(cursor int64, max int, maxBytes int64) ([]*frame, bool) {
 		size += int64(len(f.data))
 	}
 	return out, true
+}
+
+// readerPageBytes is the bound on the documents of the next page a
+// subscriber reads from SQL: its share of Config.CatchUpBytes among the
+// subscribers doing so (two pages each), between MinPageBytes and
+// Config.PageBytes.
+func (h *Hub) readerPageBytes() int64 {
+	n := max(h.readers.Load(), 1)
+	return min(h.cfg.PageBytes, max(MinPageBytes, h.cfg.CatchUpBytes/(2*n)))
 }

@@ -110,7 +110,12 @@ type subscriber struct {
 }
 
 func (s *subscriber) run(ctx context.Context) error {
-	defer s.dropNext()
+	defer func() {
+		s.dropNext()
+		if s.reader != nil {
+			s.hub.readers.Add(-1)
+		}
+	}()
 	keepalive := time.NewTimer(s.hub.cfg.Keepalive)
 	defer keepalive.Stop()
 	for {
@@ -146,8 +151,8 @@ const writeChunk = 64 << 10
 // step sends the next page after the cursor, from the ring or from SQL. It
 // reports whether the cursor moved (so the caller loops without waiting).
 //
-// Memory: a step holds one page (at most PageSize events and PageBytes of
-// documents, plus one event) and a buffer of at most writeChunk, plus
+// Memory: a step holds one page (at most PageSize events and its share of
+// CatchUpBytes, at most PageBytes, of documents, plus one event) and a buffer of at most writeChunk, plus
 // one rendered frame when a page from SQL holds an event larger than that.
 // Frames from the ring are shared with every subscriber; events from SQL
 // are dropped as soon as they are written.
@@ -192,7 +197,7 @@ func (s *subscriber) step(ctx context.Context) (bool, error) {
 	}
 	if s.reader == nil {
 		s.reader = s.hub.cfg.Store.NewReader(s.match)
-		s.reader.MaxBytes = s.hub.cfg.PageBytes
+		s.hub.readers.Add(1)
 	}
 	var (
 		events  []*fossil.Event
@@ -205,6 +210,7 @@ func (s *subscriber) step(ctx context.Context) (bool, error) {
 		events, scanned, err = p.events, p.scanned, p.err
 	} else {
 		s.dropNext()
+		s.reader.MaxBytes = s.hub.readerPageBytes()
 		events, scanned, err = s.reader.Read(ctx, s.cursor, known, page)
 	}
 	if err != nil {
@@ -253,6 +259,7 @@ type page struct {
 func (s *subscriber) prefetch(ctx context.Context, after, through int64) {
 	p := &page{after: after, done: make(chan struct{})}
 	s.next = p
+	s.reader.MaxBytes = s.hub.readerPageBytes()
 	go func() {
 		defer close(p.done)
 		p.events, p.scanned, p.err = s.reader.Read(ctx, after, through, s.hub.cfg.PageSize)
