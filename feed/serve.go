@@ -98,6 +98,8 @@ type subscriber struct {
 	cursor int64
 	buf    []byte
 	reader *store.Reader // reads history behind the ring; made on first use
+	// counted is set while the subscriber is counted in Hub.readers.
+	counted bool
 	// next is the page after the one being written, read meanwhile while
 	// the subscriber is behind (see [subscriber.prefetch]).
 	next *page
@@ -112,9 +114,7 @@ type subscriber struct {
 func (s *subscriber) run(ctx context.Context) error {
 	defer func() {
 		s.dropNext()
-		if s.reader != nil {
-			s.hub.readers.Add(-1)
-		}
+		s.reading(false)
 	}()
 	keepalive := time.NewTimer(s.hub.cfg.Keepalive)
 	defer keepalive.Stop()
@@ -152,15 +152,17 @@ const writeChunk = 64 << 10
 // reports whether the cursor moved (so the caller loops without waiting).
 //
 // Memory: a step holds one page (at most PageSize events and its share of
-// CatchUpBytes, at most PageBytes, of documents, plus one event) and a buffer of at most writeChunk, plus
-// one rendered frame when a page from SQL holds an event larger than that.
-// Frames from the ring are shared with every subscriber; events from SQL
-// are dropped as soon as they are written.
+// CatchUpBytes, at most PageBytes, of documents, plus one event) and a
+// buffer of at most writeChunk, plus one rendered frame when a page from
+// SQL holds an event larger than that. Frames from the ring are shared
+// with every subscriber; events from SQL are dropped as soon as they are
+// written.
 func (s *subscriber) step(ctx context.Context) (bool, error) {
 	page := s.hub.cfg.PageSize
 	frames, ok := s.hub.fromRing(s.cursor, page, s.hub.cfg.PageBytes)
 	if ok {
 		s.dropNext() // the ring has caught up with the read ahead
+		s.reading(false)
 		if len(frames) == 0 {
 			return false, nil
 		}
@@ -197,8 +199,8 @@ func (s *subscriber) step(ctx context.Context) (bool, error) {
 	}
 	if s.reader == nil {
 		s.reader = s.hub.cfg.Store.NewReader(s.match)
-		s.hub.readers.Add(1)
 	}
+	s.reading(true)
 	var (
 		events  []*fossil.Event
 		scanned int64
@@ -239,6 +241,20 @@ func (s *subscriber) step(ctx context.Context) (bool, error) {
 		s.hub.cfg.ObserveFunc(len(events), time.Since(newest))
 	}
 	return true, nil
+}
+
+// reading counts the subscriber among those reading history from SQL
+// (Hub.readers, which share Config.CatchUpBytes) or takes it out: while it
+// reads pages, not while the ring serves it.
+func (s *subscriber) reading(on bool) {
+	if on != s.counted {
+		s.counted = on
+		if on {
+			s.hub.readers.Add(1)
+		} else {
+			s.hub.readers.Add(-1)
+		}
+	}
 }
 
 // page is a page of history read ahead by [subscriber.prefetch].
