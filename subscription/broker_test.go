@@ -126,13 +126,7 @@ func TestNATSJetStreamSink(t *testing.T) {
 
 func TestKafkaSink(t *testing.T) {
 	t.Parallel()
-	topic := "fossil-" + randomName()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
-	addr := cluster.ListenAddrs()[0]
+	topic, addr := kafkaCluster(t, 3)
 
 	srv := testserver.Start(t, fast)
 	want := postMix(t, srv, "old", 30)
@@ -208,4 +202,18 @@ func jetStream(ctx context.Context, t *testing.T, duplicates time.Duration) (jet
 	}
 	t.Cleanup(func() { _ = js.DeleteStream(context.Background(), name) })
 	return js, stream, name
+}
+
+// kafkaCluster starts a one-broker kfake cluster (stopped when the test
+// ends) with a topic of its own of the given partitions, and returns the
+// topic and the broker's address.
+func kafkaCluster(t *testing.T, partitions int32) (topic, addr string) {
+	t.Helper()
+	topic = "fossil-" + randomName()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	return topic, cluster.ListenAddrs()[0]
 }

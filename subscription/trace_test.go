@@ -13,7 +13,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/propagation"
@@ -178,13 +177,7 @@ func TestNATSDeliveryCarriesTraceContext(t *testing.T) {
 // binding and the W3C traceparent and tracestate headers.
 func TestKafkaDeliveryCarriesTraceContext(t *testing.T) {
 	t.Parallel()
-	topic := "fossil-" + randomName()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
-	addr := cluster.ListenAddrs()[0]
+	topic, addr := kafkaCluster(t, 1)
 
 	srv := testserver.Start(t, fast)
 	postTraced(t, srv)
