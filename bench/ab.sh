@@ -15,6 +15,7 @@
 # It prints events/s, p50 and the server's CPU time per event (utime +
 # stime from /proc while the shape runs, ÷ events) per round, and B ÷ A of
 # the sums; CPU per event is the steadier figure on a busy machine.
+# AB_SHAPES: the shapes to run, a subset of "lone single batch" (all).
 # AB_ENV_A / AB_ENV_B: extra environment (space-separated NAME=value) for
 # the servers of A / B, so that one revision can be compared with itself
 # under two settings.
@@ -126,7 +127,7 @@ run_shape() { # which shape args...
 declare -A sum cpu
 printf '%-7s %-5s %-3s %12s %8s %10s\n' shape round rev events/s p50-ms cpu-µs/ev
 for r in $(seq 1 "$ROUNDS"); do
-	for shape in lone single batch; do
+	for shape in ${AB_SHAPES:-lone single batch}; do
 		case $shape in
 		lone) args=(--clients 1 --streams 1000) ;;
 		single) args=(--clients 64 --streams 1000) ;;
@@ -141,7 +142,7 @@ for r in $(seq 1 "$ROUNDS"); do
 	done
 done
 echo "A = $A ($(git rev-parse --short "$A")) ${AB_TAGS_A:+-tags $AB_TAGS_A }${AB_ENV_A:-}, B = $B ($(git rev-parse --short "$B")) ${AB_TAGS_B:+-tags $AB_TAGS_B }${AB_ENV_B:-}; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-for shape in lone single batch; do
+for shape in ${AB_SHAPES:-lone single batch}; do
 	awk -v s="$shape" -v a="${sum[${shape}a]}" -v b="${sum[${shape}b]}" -v ca="${cpu[${shape}a]}" -v cb="${cpu[${shape}b]}" \
 		'BEGIN { printf "%-7s B/A = %.2fx events/s, %.2fx CPU per event (mean %.1f vs %.1f µs)\n", s, b / a, cb / ca, ca / '"$ROUNDS"', cb / '"$ROUNDS"' }'
 done

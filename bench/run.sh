@@ -20,6 +20,7 @@
 #      stream16  the same on 16 connections, 64 requests pipelined on each
 #      replay-grpc  the replay over gRPC Subscribe instead of SSE
 #      idle      10,000 idle SSE subscribers; server VmRSS from /proc
+#    Each shape starts after a CHECKPOINT, as each raw shape does.
 #    While each shape runs, a CPU profile (heap for idle) is taken from the
 #    server's --pprof-addr listener into $BENCH_OUT/<shape>.pprof.
 # 3. One table with Fossil ÷ raw ratios and each target met or missed.
@@ -179,6 +180,10 @@ shape() {
 		fi
 		prof=$!
 	fi
+	# As each raw shape (bench/pgbench.sh), each Fossil shape starts after
+	# a CHECKPOINT: none of them pays for the writes of the one before
+	# (a checkpoint and the full-page images that follow it).
+	psql -q -X "$ADMIN_URL" -c CHECKPOINT >/dev/null
 	curl -s "$URL/metrics" >"$OUT/$name.before.metrics"
 	bin/fossil bench --url "$URL" --json "$@" >"$OUT/$name.json"
 	curl -s "$URL/metrics" >"$OUT/$name.after.metrics"

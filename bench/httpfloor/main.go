@@ -1,0 +1,116 @@
+// Command httpfloor measures the floor of Fossil's lone shape that HTTP
+// itself sets on this machine: one client POSTing a 500-byte body and
+// waiting for a short JSON answer, one request at a time over a kept-alive
+// connection, to a net/http server that does nothing else — the same
+// client and server stacks as `fossil bench` and `fossil server`, without
+// Fossil. The server runs as a child process (as Fossil's does), so that
+// every request pays the wake-ups of two processes, as in make bench.
+//
+//	go run ./bench/httpfloor [-n 20000]
+//
+// It prints requests/s and the median and 99th percentile round trip.
+// Compare with the raw 1-client INSERT of the same moment (bench/pgbench.sh):
+// a lone append cannot take less than the sum of the two.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"time"
+)
+
+func main() {
+	n := flag.Int("n", 20000, "requests")
+	serve := flag.Bool("serve", false, "run the server (the child process)")
+	flag.Parse()
+	if *serve {
+		runServer()
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-serve")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	addr, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		log.Fatal(err)
+	}
+	r, err := measure("http://"+addr[:len(addr)-1]+"/collect", *n)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(r)
+}
+
+// result is what a run measured.
+type result struct {
+	n        int
+	took     time.Duration
+	p50, p99 time.Duration
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("httpfloor: %d requests in %v: %.0f/s, round trip p50 %.3f ms, p99 %.3f ms",
+		r.n, r.took.Round(time.Millisecond), float64(r.n)/r.took.Seconds(),
+		float64(r.p50)/1e6, float64(r.p99)/1e6)
+}
+
+// measure POSTs n requests to url one after the other.
+func measure(url string, n int) (result, error) {
+	body := bytes.Repeat([]byte("a"), 500)
+	lat := make([]time.Duration, 0, n)
+	start := time.Now()
+	for range n {
+		t := time.Now()
+		req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			return result{}, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return result{}, err
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusCreated {
+			return result{}, fmt.Errorf("status %d", res.StatusCode)
+		}
+		lat = append(lat, time.Since(t))
+	}
+	took := time.Since(start)
+	slices.Sort(lat)
+	return result{n: n, took: took, p50: lat[len(lat)/2], p99: lat[len(lat)*99/100]}, nil
+}
+
+// answer is the server's handler: read the body, answer as /collect does.
+func answer(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	_, _ = w.Write([]byte(`{"events":[{"id":"x","source":"/s","fossileventnumber":1,"fossilsequenceinstream":1}]}`))
+}
+
+func runServer() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(ln.Addr())
+	log.Fatal(http.Serve(ln, http.HandlerFunc(answer)))
+}

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestMeasure(t *testing.T) {
+	var got int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got++
+		answer(w, r)
+	}))
+	defer srv.Close()
+	r, err := measure(srv.URL+"/collect", 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != 50 || r.n != 50 {
+		t.Fatalf("server saw %d requests, result %d; want 50", got, r.n)
+	}
+	if r.p50 <= 0 || r.p99 < r.p50 || r.took < r.p99 {
+		t.Fatalf("inconsistent result %+v", r)
+	}
+	if s := r.String(); !strings.HasPrefix(s, "httpfloor: 50 requests in ") || !strings.Contains(s, "round trip p50 ") {
+		t.Fatalf("String() = %q", s)
+	}
+}
+
+func TestMeasureFailsOnAnError(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	if _, err := measure(srv.URL, 3); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("err = %v, want the status", err)
+	}
+}
