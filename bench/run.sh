@@ -163,6 +163,10 @@ shape() {
 	local name=$1 delay=$2 secs=$3 kind=$4 prof=
 	shift 5
 	say "fossil bench $name: $*"
+	# As each raw shape (bench/pgbench.sh), each Fossil shape starts after
+	# a CHECKPOINT: none of them pays for the writes of the one before
+	# (a checkpoint and the full-page images that follow it).
+	psql -q -X "$ADMIN_URL" -c CHECKPOINT >/dev/null
 	if [ "$PROFILE" = 1 ] && [ -n "$PPROF" ]; then
 		if [ "$kind" = heap ]; then
 			# Once every idle stream is open (or after $delay seconds).
@@ -180,10 +184,6 @@ shape() {
 		fi
 		prof=$!
 	fi
-	# As each raw shape (bench/pgbench.sh), each Fossil shape starts after
-	# a CHECKPOINT: none of them pays for the writes of the one before
-	# (a checkpoint and the full-page images that follow it).
-	psql -q -X "$ADMIN_URL" -c CHECKPOINT >/dev/null
 	curl -s "$URL/metrics" >"$OUT/$name.before.metrics"
 	bin/fossil bench --url "$URL" --json "$@" >"$OUT/$name.json"
 	curl -s "$URL/metrics" >"$OUT/$name.after.metrics"
