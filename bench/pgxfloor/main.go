@@ -1,0 +1,83 @@
+// Command pgxfloor measures what a Go program pays for raw's 1-client
+// INSERT: the statement of bench/raw_single.sql, one transaction at a
+// time, sent with pgx (Fossil's driver) instead of pgbench. Beside
+// pgbench's figure of the same moment it shows how much of the lone
+// shape's gap to raw is the cost of a Go client of PostgreSQL on this
+// machine (the runtime's thread hand-offs, pgx), before anything of
+// Fossil's own.
+//
+//	RAW_SHAPES=single:1 bench/pgbench.sh      # creates fossil_bench_raw
+//	go run ./bench/pgxfloor -url postgres://postgres@127.0.0.1:5432/fossil_bench_raw
+//
+// The database needs bench/pgbench.sh's table and its sequence raw_number.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// insertSQL is bench/raw_single.sql with its pgbench variables as
+// parameters: $1 the stream's number, $2 the rest of the document.
+const insertSQL = `INSERT INTO fossil_events (number, stream, sequence, id, source, type, doc)
+SELECT n, 'bench/raw/s' || $1::text, n, 'raw-' || n, '/pgbench', 'bench.event',
+       ('{"specversion":"1.0","id":"raw-' || n || '",' || $2::text)::json
+FROM (SELECT nextval('raw_number') AS n) AS t`
+
+func main() {
+	url := flag.String("url", "postgres://postgres@127.0.0.1:5432/fossil_bench_raw", "the database of bench/pgbench.sh")
+	n := flag.Int("n", 4000, "transactions")
+	flag.Parse()
+	r, err := measure(context.Background(), *url, *n)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(r)
+}
+
+// result is what a run measured.
+type result struct {
+	n        int
+	took     time.Duration
+	p50, p99 time.Duration
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("pgxfloor: %d INSERT transactions in %v: %.0f/s, mean %.3f ms, p50 %.3f ms, p99 %.3f ms",
+		r.n, r.took.Round(time.Millisecond), float64(r.n)/r.took.Seconds(),
+		float64(r.took)/float64(r.n)/1e6, float64(r.p50)/1e6, float64(r.p99)/1e6)
+}
+
+// measure runs n INSERT transactions one after the other on one
+// connection, after one unmeasured to prepare the statement.
+func measure(ctx context.Context, url string, n int) (result, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return result{}, err
+	}
+	defer conn.Close(ctx)
+	rest := `"source":"/pgbench","type":"bench.event","data":{"d":"` + strings.Repeat("x", 500) + `"}}`
+	if _, err := conn.Exec(ctx, insertSQL, "0", rest); err != nil {
+		return result{}, err
+	}
+	lat := make([]time.Duration, 0, n)
+	start := time.Now()
+	for i := range n {
+		t := time.Now()
+		if _, err := conn.Exec(ctx, insertSQL, strconv.Itoa(1+i%1000), rest); err != nil {
+			return result{}, err
+		}
+		lat = append(lat, time.Since(t))
+	}
+	took := time.Since(start)
+	slices.Sort(lat)
+	return result{n: n, took: took, p50: lat[len(lat)/2], p99: lat[len(lat)*99/100]}, nil
+}
