@@ -156,9 +156,17 @@ func (s *Store) UpdateSubscription(ctx context.Context, id string, definition, c
 
 // DeleteSubscription deletes a subscription with its lease, pending and
 // parked events, and returns it as it was. Errors: [fossil.ErrNotFound].
+//
+// It locks the lease row before the subscription's, the order in which a
+// delivering process's flush takes them (flushSubscriptionSQL): the other
+// order deadlocks with a flush in progress, and PostgreSQL then fails one
+// of the two.
 func (s *Store) DeleteSubscription(ctx context.Context, id string) (*Subscription, error) {
 	var out *Subscription
 	err := WithTx(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM fossil_subscription_leases WHERE id = $1 FOR UPDATE`, id); err != nil {
+			return err
+		}
 		var err error
 		out, err = scanSubscription(tx.QueryRow(ctx, `SELECT `+subscriptionColumns+` FROM fossil_subscriptions s WHERE s.id = $1 FOR UPDATE`, id))
 		if err != nil {
