@@ -8,7 +8,7 @@
 //
 //	go run ./bench/httpfloor [-n 20000]
 //
-// It prints requests/s and the median and 99th percentile round trip.
+// It prints requests/s and the mean, median and 99th percentile round trip.
 // Compare with Fossil's lone statement under pgbench at the same moment
 // (RAW_SHAPES=lonesql:1 bench/pgbench.sh): a lone append cannot take less
 // than the sum of the two.
@@ -25,8 +25,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"slices"
-	"time"
+
+	"github.com/fossil-events/fossil/bench/internal/rtt"
 )
 
 func main() {
@@ -47,7 +47,7 @@ func main() {
 		log.Fatal(err)
 	}
 	addr, err := bufio.NewReader(out).ReadString('\n')
-	var r result
+	var r rtt.Result
 	if err == nil {
 		r, err = measure("http://"+addr[:len(addr)-1]+"/collect", *n)
 	}
@@ -56,48 +56,29 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(r)
-}
-
-// result is what a run measured.
-type result struct {
-	n        int
-	took     time.Duration
-	p50, p99 time.Duration
-}
-
-func (r result) String() string {
-	return fmt.Sprintf("httpfloor: %d requests in %v: %.0f/s, round trip p50 %.3f ms, p99 %.3f ms",
-		r.n, r.took.Round(time.Millisecond), float64(r.n)/r.took.Seconds(),
-		float64(r.p50)/1e6, float64(r.p99)/1e6)
+	fmt.Println("httpfloor: round trips:", r)
 }
 
 // measure POSTs n requests to url one after the other.
-func measure(url string, n int) (result, error) {
+func measure(url string, n int) (rtt.Result, error) {
 	body := bytes.Repeat([]byte("a"), 500)
-	lat := make([]time.Duration, 0, n)
-	start := time.Now()
-	for range n {
-		t := time.Now()
+	return rtt.Measure(n, func(int) error {
 		req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 		if err != nil {
-			return result{}, err
+			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
-			return result{}, err
+			return err
 		}
 		_, _ = io.Copy(io.Discard, res.Body)
 		res.Body.Close()
 		if res.StatusCode != http.StatusCreated {
-			return result{}, fmt.Errorf("status %d", res.StatusCode)
+			return fmt.Errorf("status %d", res.StatusCode)
 		}
-		lat = append(lat, time.Since(t))
-	}
-	took := time.Since(start)
-	slices.Sort(lat)
-	return result{n: n, took: took, p50: lat[len(lat)/2], p99: lat[len(lat)*99/100]}, nil
+		return nil
+	})
 }
 
 // answer is the server's handler: read the body, answer as /collect does.

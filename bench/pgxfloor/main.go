@@ -17,12 +17,12 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/fossil-events/fossil/bench/internal/rtt"
 )
 
 // insertSQL is bench/raw_single.sql with its pgbench variables as
@@ -40,44 +40,23 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(r)
-}
-
-// result is what a run measured.
-type result struct {
-	n        int
-	took     time.Duration
-	p50, p99 time.Duration
-}
-
-func (r result) String() string {
-	return fmt.Sprintf("pgxfloor: %d INSERT transactions in %v: %.0f/s, mean %.3f ms, p50 %.3f ms, p99 %.3f ms",
-		r.n, r.took.Round(time.Millisecond), float64(r.n)/r.took.Seconds(),
-		float64(r.took)/float64(r.n)/1e6, float64(r.p50)/1e6, float64(r.p99)/1e6)
+	fmt.Println("pgxfloor: INSERT transactions:", r)
 }
 
 // measure runs n INSERT transactions one after the other on one
 // connection, after one unmeasured to prepare the statement.
-func measure(ctx context.Context, url string, n int) (result, error) {
+func measure(ctx context.Context, url string, n int) (rtt.Result, error) {
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
-		return result{}, err
+		return rtt.Result{}, err
 	}
 	defer conn.Close(ctx)
 	rest := `"source":"/pgbench","type":"bench.event","data":{"d":"` + strings.Repeat("x", 500) + `"}}`
 	if _, err := conn.Exec(ctx, insertSQL, "0", rest); err != nil {
-		return result{}, err
+		return rtt.Result{}, err
 	}
-	lat := make([]time.Duration, 0, n)
-	start := time.Now()
-	for i := range n {
-		t := time.Now()
-		if _, err := conn.Exec(ctx, insertSQL, strconv.Itoa(1+i%1000), rest); err != nil {
-			return result{}, err
-		}
-		lat = append(lat, time.Since(t))
-	}
-	took := time.Since(start)
-	slices.Sort(lat)
-	return result{n: n, took: took, p50: lat[len(lat)/2], p99: lat[len(lat)*99/100]}, nil
+	return rtt.Measure(n, func(i int) error {
+		_, err := conn.Exec(ctx, insertSQL, strconv.Itoa(1+i%1000), rest)
+		return err
+	})
 }
