@@ -313,11 +313,11 @@ var consumerSteps = []consumerStep{
 	},
 }
 
-// logOf reads the whole log over HTTP: number, stream, sequence, id,
-// type and data of each event.
-func logOf(t *testing.T, url string) []string {
+// storedDocs reads the first limit events of the log over HTTP, as
+// stored documents.
+func storedDocs(t *testing.T, url string, limit int) []map[string]any {
 	t.Helper()
-	resp, err := http.Get(url + "/events?limit=1000")
+	resp, err := http.Get(fmt.Sprintf("%s/events?limit=%d", url, limit))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,6 +326,14 @@ func logOf(t *testing.T, url string) []string {
 	if err := json.NewDecoder(resp.Body).Decode(&docs); err != nil {
 		t.Fatal(err)
 	}
+	return docs
+}
+
+// logOf reads the whole log over HTTP: number, stream, sequence, id,
+// type and data of each event.
+func logOf(t *testing.T, url string) []string {
+	t.Helper()
+	docs := storedDocs(t, url, 1000)
 	out := make([]string, len(docs))
 	for i, d := range docs {
 		data, _ := json.Marshal(d["data"])

@@ -2,7 +2,6 @@ package rpc_test
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"testing"
 	"time"
@@ -101,15 +100,7 @@ func TestCollectKeepsCallTraceContext(t *testing.T) {
 		}
 	}
 
-	resp, err := http.Get(srv.URL + "/events?limit=10")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var docs []map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&docs); err != nil {
-		t.Fatal(err)
-	}
+	docs := storedDocs(t, srv.URL, 10)
 	want := map[string][2]string{"a": {caller, state}, "b": {own, ""}, "c": {"", ""}, "d": {caller, ""}, "e": {caller, ""}}
 	if len(docs) != len(want) {
 		t.Fatalf("%d events stored, want %d", len(docs), len(want))
