@@ -4,7 +4,13 @@
 # 1. Raw PostgreSQL ceiling: bench/pgbench.sh (single-row INSERT transactions
 #    at 1/16/64 clients, 100-row INSERTs at 16 clients) in the scratch
 #    database fossil_bench_raw, and the appender's lone-event statement
-#    (bench/fossil_lone.sql, 1 client) in fossil_bench_raw_sql.
+#    (bench/fossil_lone.sql, 1 client) in fossil_bench_raw_sql. Each raw
+#    shape runs just before the Fossil shape it is compared with (raw 1
+#    client and the lone statement before lone, raw 16 and 64 clients
+#    before single, raw 100-row batches before batch), so that a ratio
+#    compares two measurements taken within a minute of each other: on a
+#    shared machine raw PostgreSQL itself has moved 2x within half an hour
+#    (docs/PERFORMANCE.md, "Raw and Fossil side by side").
 # 2. Fossil: bin/fossil server on the scratch database fossil_bench of the
 #    same PostgreSQL server, on 127.0.0.1 with a random port, and
 #    `fossil bench` for each target shape:
@@ -123,8 +129,13 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 say "PostgreSQL $PG_VERSION at ${ADMIN_URL%%\?*}"
 
 # --- 1. raw ceiling -------------------------------------------------------
-say "raw PostgreSQL ceiling (pgbench, ${PGBENCH_SECONDS}s per shape)"
-bench/pgbench.sh "$ADMIN_URL" | tee "$OUT/raw.txt" | grep -v '^raw shape=' >&2
+# rawshapes SHAPES…: the raw shapes compared with the next Fossil shape
+# (bench/pgbench.sh's RAW_SHAPES), appended to $OUT/raw.txt.
+: >"$OUT/raw.txt"
+rawshapes() {
+	say "raw PostgreSQL ceiling (pgbench, ${PGBENCH_SECONDS}s per shape): $*"
+	RAW_SHAPES="$*" bench/pgbench.sh "$ADMIN_URL" | tee -a "$OUT/raw.txt" | grep -v '^raw shape=' >&2
+}
 raw() { # raw SHAPE CLIENTS -> rows/s
 	sed -n "s/^raw shape=$1 clients=$2 .*rows_per_sec=\([0-9.]*\).*$/\1/p" "$OUT/raw.txt"
 }
@@ -192,8 +203,11 @@ shape() {
 
 half=$((S / 2))
 quarter=$((S / 4))
+rawshapes single:1 lonesql:1
 shape lone "$quarter" "$half" cpu -- --clients 1 --streams 1000 --duration "${S}s"
+rawshapes single:16 single:64
 shape single "$quarter" "$half" cpu -- --clients 64 --streams 1000 --duration "${S}s"
+rawshapes batch100:16
 shape batch "$quarter" "$half" cpu -- --clients 16 --batch 100 --streams 1000 --duration "${S}s"
 shape hot "$quarter" "$half" cpu -- --clients 64 --streams 1 --duration "${S}s"
 shape delivery "$quarter" "$half" cpu -- --clients 64 --streams 1000 --rate 5000 --subscribers 100 --duration "${S}s"
