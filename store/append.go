@@ -492,11 +492,19 @@ func (st *groupState) applyReplace(req *AppendRequest) (*AppendResult, error) {
 	return res, nil
 }
 
+// insertEventsSQL inserts a group's events from one array per column.
+// The arrays are unnested in the select list (a ProjectSet, which reads
+// them element by element) rather than in FROM: a function in FROM
+// materialises its rows in a tuplestore whose memory, a few hundred
+// kilobytes per group, glibc returned to the system after every
+// statement (brk) and took back on the next with page faults and TLB
+// shootdowns, a fifth of the writer backend's CPU in the single-event
+// shape (docs/PERFORMANCE.md, "The writer's backend: memory churn"). The
+// arrays all have the group's length, so the rows are the same.
 const insertEventsSQL = `
 INSERT INTO fossil_events (number, stream, sequence, id, source, type, subject, time, expect_ack, doc, salt, tree_hashes)
-SELECT number, stream, sequence, id, source, type, subject, time, expect_ack, doc::json, salt, tree_hashes
-FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::bytea[], $12::bytea[])
-  AS t(number, stream, sequence, id, source, type, subject, time, expect_ack, doc, salt, tree_hashes)`
+SELECT unnest($1::bigint[]), unnest($2::text[]), unnest($3::bigint[]), unnest($4::text[]), unnest($5::text[]), unnest($6::text[]),
+  unnest($7::text[]), unnest($8::timestamptz[]), unnest($9::text[]), unnest($10::text[])::json, unnest($11::bytea[]), unnest($12::bytea[])`
 
 const replaceEventsSQL = `
 UPDATE fossil_events e

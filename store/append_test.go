@@ -824,3 +824,60 @@ func TestAppenderPipelined(t *testing.T) {
 		})
 	}
 }
+
+// TestInsertEventsPlanStreamsArrays holds the group insert to a plan that
+// reads its parameter arrays element by element (ProjectSet), not one that
+// materialises them first in a tuplestore (Function Scan), whose memory the
+// writer's backend gave back to the system and took again with page faults
+// at every group (docs/PERFORMANCE.md, "The writer's backend: memory
+// churn"), and checks that the columns land where they belong.
+func TestInsertEventsPlanStreamsArrays(t *testing.T) {
+	t.Parallel()
+	b := setupAppend(t, AppenderConfig{})
+	ctx := context.Background()
+	var plan strings.Builder
+	rows, err := b.check.Query(ctx, "EXPLAIN (COSTS OFF) "+insertEventsSQL,
+		[]int64{1}, []string{"s"}, []int64{1}, []string{"id"}, []string{"/src"}, []string{"t"},
+		[]*string{nil}, []*time.Time{nil}, []*string{nil}, []string{`{}`}, [][]byte{{0}}, [][]byte{nil})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan.WriteString(line + "\n")
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(plan.String(), "ProjectSet") || strings.Contains(plan.String(), "Function Scan") {
+		t.Fatalf("the group insert should unnest its arrays in a ProjectSet, not a Function Scan:\n%s", plan.String())
+	}
+
+	subject := "subj"
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	evs := []*fossil.Event{testEvent("a", "1"), testEvent("b", "2"), testEvent("c", "3")}
+	evs[1].Subject, evs[1].Time, evs[1].Type = subject, at, "second.type"
+	if _, err := b.appender.Append(ctx, &AppendRequest{Stream: "cols/one", Events: evs}); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		stream, id, typ string
+		seq             int64
+		subj            *string
+		tm              *time.Time
+	)
+	if err := b.check.QueryRow(ctx, `SELECT stream, sequence, id, type, subject, time FROM fossil_events WHERE id = 'b'`).
+		Scan(&stream, &seq, &id, &typ, &subj, &tm); err != nil {
+		t.Fatal(err)
+	}
+	if stream != "cols/one" || seq != 2 || typ != "second.type" || subj == nil || *subj != subject || tm == nil || !tm.Equal(at) {
+		t.Fatalf("event b stored as stream %q sequence %d type %q subject %v time %v", stream, seq, typ, subj, tm)
+	}
+	b.requireDense(t, 3)
+	if got := b.doc(t, 3); !strings.Contains(got, `"id":"c"`) {
+		t.Fatalf("event 3's document: %s", got)
+	}
+}
