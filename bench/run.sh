@@ -10,7 +10,7 @@
 #    before single, raw 100-row batches before batch), so that a ratio
 #    compares two measurements taken within a minute of each other: on a
 #    shared machine raw PostgreSQL itself has moved 2x within half an hour
-#    (docs/PERFORMANCE.md, "Raw and Fossil side by side").
+#    (docs/PERFORMANCE.md, "Reproduce" and "Latest").
 # 2. Fossil: bin/fossil server on the scratch database fossil_bench of the
 #    same PostgreSQL server, on 127.0.0.1 with a random port, and
 #    `fossil bench` for each target shape:

@@ -495,8 +495,8 @@ func (st *groupState) applyReplace(req *AppendRequest) (*AppendResult, error) {
 // insertEventsSQL inserts a group's events from one array per column.
 // The arrays are unnested in the select list (a ProjectSet, which reads
 // them element by element) rather than in FROM: a function in FROM
-// materialises its rows in a tuplestore whose memory, a few hundred
-// kilobytes per group, glibc returned to the system after every
+// materialises its rows in a tuplestore whose memory, blocks of 16 to
+// 128 kB per group, glibc returned to the system after every
 // statement (brk) and took back on the next with page faults and TLB
 // shootdowns, a fifth of the writer backend's CPU in the single-event
 // shape (docs/PERFORMANCE.md, "The writer's backend: memory churn"). The
