@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fossil-events/fossil/fossil"
@@ -835,25 +836,18 @@ func TestInsertEventsPlanStreamsArrays(t *testing.T) {
 	t.Parallel()
 	b := setupAppend(t, AppenderConfig{})
 	ctx := context.Background()
-	var plan strings.Builder
 	rows, err := b.check.Query(ctx, "EXPLAIN (COSTS OFF) "+insertEventsSQL,
 		[]int64{1}, []string{"s"}, []int64{1}, []string{"id"}, []string{"/src"}, []string{"t"},
 		[]*string{nil}, []*time.Time{nil}, []*string{nil}, []string{`{}`}, [][]byte{{0}}, [][]byte{nil})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
-			t.Fatal(err)
-		}
-		plan.WriteString(line + "\n")
-	}
-	if err := rows.Err(); err != nil {
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(plan.String(), "ProjectSet") || strings.Contains(plan.String(), "Function Scan") {
-		t.Fatalf("the group insert should unnest its arrays in a ProjectSet, not a Function Scan:\n%s", plan.String())
+	if plan := strings.Join(lines, "\n"); !strings.Contains(plan, "ProjectSet") || strings.Contains(plan, "Function Scan") {
+		t.Fatalf("the group insert should unnest its arrays in a ProjectSet, not a Function Scan:\n%s", plan)
 	}
 
 	subject := "subj"
