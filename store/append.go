@@ -138,9 +138,14 @@ const lockHeadSQL = `SELECT last_number, tree_size, tree_edge, replacements, rep
 // head is still $2, the tree size $3 and, unless $4 is NULL, the group
 // token $4 (the token of the group sent before this one committed, see
 // [Appender.launch]), and moves the head to $1 and the token to $5, or
-// fails with division_by_zero when any has moved. An UPDATE that waited
-// for the lock evaluates its expression on the row as the other
-// transaction committed it, so it sees the latest head.
+// fails with division_by_zero when any has moved. The check never passes
+// on a stale head, but it can fail on a current one: PostgreSQL computes
+// the new row from the version of the head row in the statement's
+// snapshot before it takes the row lock, so a check that met another
+// transaction's uncommitted update fails at once instead of waiting for
+// it (had it passed, the UPDATE would wait and compute it again on the
+// committed version, EvalPlanQual). A group is therefore sent only after
+// the one before it has committed (see [Appender.launch]).
 const advanceHeadSQL = `UPDATE fossil_head SET last_number = $1 / (last_number = $2 AND tree_size = $3 AND group_token = coalesce($4, group_token))::int, group_token = $5`
 
 // advanceHeadTreeSQL is advanceHeadSQL for a group that hashed its events

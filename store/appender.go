@@ -225,9 +225,9 @@ func (a *Appender) run() {
 // empty.
 //
 // Groups of several events planned from the head cache are pipelined: the
-// next one is planned on the outcome the cache expects of the one being
-// committed and sent at once, on another connection, where its head check
-// waits for the row lock until the earlier one has committed (see
+// next one is taken from the queue, planned on the outcome the cache
+// expects of the one being committed and decided while that one commits,
+// and sent on another connection as soon as its answer arrives (see
 // [Appender.launch]). Other groups wait for the one in flight and run
 // alone.
 func (a *Appender) drain(group []*pendingAppend) {
@@ -298,10 +298,11 @@ func (a *Appender) take(group []*pendingAppend, events int) ([]*pendingAppend, i
 // minPipelinedEvents is the smallest group that is sent while the one
 // before it commits (see [Appender.launch]); smaller groups wait for it
 // and take in the requests that come meanwhile. Pipelining hides the
-// encoding and sending of a group behind the commit of the one before,
-// which pays for large groups; it also splits the waiting requests into
-// two groups, and each group pays the commit's fixed costs, which small
-// groups cannot afford (docs/PERFORMANCE.md, "Batches of 100").
+// taking, planning and deciding of a group behind the commit of the one
+// before, which pays for large groups; it also splits the waiting
+// requests into two groups, and each group pays the commit's fixed costs,
+// which small groups cannot afford (docs/PERFORMANCE.md, "Batches of
+// 100" and "What the pipelined groups overlap").
 const minPipelinedEvents = 100
 
 // serialGroups turns pipelining off (for benchmarks that compare).
@@ -339,10 +340,13 @@ type flight struct {
 // sent) and its head check also requires prev's group token: if prev
 // rolls back, the check fails, nothing of this group is written, and both
 // run again (see [Appender.land]). The group is sent once prev's first
-// statement has answered, i.e. prev holds the head row lock: its check
-// then waits for that lock until prev has committed, so numbers stay
-// dense and in commit order. (Sent earlier, on its own connection, it
-// could take the lock before prev and fail its check.)
+// statement has answered. PostgreSQL keeps the answers of a pipeline in
+// its output buffer until the pipeline's Sync, so that answer arrives
+// with the rest of prev's, after its commit: the group's check then reads
+// the head prev left. (Sent while prev is still running, its check would
+// meet prev's uncommitted head and fail; see advanceHeadSQL.) What
+// overlaps prev's commit is this group's planning and deciding; its
+// hashing, encoding and PostgreSQL's work follow the commit.
 func (a *Appender) launch(group []*pendingAppend, events int, prev *flight) *flight {
 	if serialGroups || a.lookups != 0 || !a.cache.valid || a.cache.skip != 0 {
 		return nil
@@ -387,9 +391,9 @@ func (a *Appender) launch(group []*pendingAppend, events int, prev *flight) *fli
 	}
 	f.ctx, f.cancel = context.WithTimeout(ctx, a.cfg.TxTimeout)
 	if prev != nil {
-		// Once prev holds the head row lock (its first statement has
-		// answered), this group's head check queues behind it. Sent
-		// before, it could take the lock first and fail the check.
+		// prev's first answer comes with the rest of its pipeline's,
+		// after its commit (see above): this group's check then reads
+		// the head prev left.
 		if _, err := prev.results.Exec(); err != nil {
 			f.end()
 			return nil // prev failed: land will see it
