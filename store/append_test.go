@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fossil-events/fossil/fossil"
@@ -873,5 +874,93 @@ func TestInsertEventsPlanStreamsArrays(t *testing.T) {
 	b.requireDense(t, 3)
 	if got := b.doc(t, 3); !strings.Contains(got, `"id":"c"`) {
 		t.Fatalf("event 3's document: %s", got)
+	}
+}
+
+// TestHeadCheckAgainstConcurrentUpdate pins how advanceHeadSQL's check
+// meets another transaction's uncommitted move of the head, which the
+// pipelined groups rely on (docs/ARCHITECTURE.md, "Pipelined groups"):
+// PostgreSQL computes the new row from the version in the statement's
+// snapshot before it takes the row lock. A check that expects the
+// uncommitted head fails at once instead of waiting for it; a check that
+// expects the head as it was waits, and fails once the other transaction
+// commits — it never passes on a stale head.
+func TestHeadCheckAgainstConcurrentUpdate(t *testing.T) {
+	t.Parallel()
+	b := setupAppend(t, AppenderConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first, err := b.check.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Release()
+	second, err := b.check.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Release()
+	var pid int
+	if err := second.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	isDivisionByZero := func(err error) bool {
+		pgErr, ok := errors.AsType[*pgconn.PgError](err)
+		return ok && pgErr.Code == "22012"
+	}
+
+	tx, err := first.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, advanceHeadSQL, int64(5), int64(0), int64(0), nil, int64(111)); err != nil {
+		t.Fatalf("first move of the head: %v", err)
+	}
+
+	// Expecting the uncommitted head: fails at once. (Were it to wait
+	// for the first transaction, the deadline below would end it with a
+	// different error.)
+	waitCtx, waitCancel := context.WithTimeout(ctx, 10*time.Second)
+	token := int64(111)
+	_, err = second.Exec(waitCtx, advanceHeadSQL, int64(10), int64(5), int64(0), &token, int64(222))
+	waitCancel()
+	if !isDivisionByZero(err) {
+		t.Fatalf("a check expecting another transaction's uncommitted head: err = %v, want division_by_zero at once", err)
+	}
+
+	// Expecting the head as it was: waits for the lock, then fails on the
+	// committed head.
+	done := make(chan error, 1)
+	go func() {
+		_, err := second.Exec(ctx, advanceHeadSQL, int64(3), int64(0), int64(0), nil, int64(333))
+		done <- err
+	}()
+	for {
+		var waiting bool
+		if err := b.check.QueryRow(ctx, "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("a check expecting the head before another transaction's move did not wait for its lock: err = %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !isDivisionByZero(err) {
+		t.Fatalf("a check expecting the head as it was before another transaction's committed move: err = %v, want division_by_zero", err)
+	}
+	var head, groupToken int64
+	if err := b.check.QueryRow(ctx, "SELECT last_number, group_token FROM fossil_head").Scan(&head, &groupToken); err != nil {
+		t.Fatal(err)
+	}
+	if head != 5 || groupToken != 111 {
+		t.Fatalf("head %d, token %d; want the first transaction's 5 and 111", head, groupToken)
 	}
 }
