@@ -900,10 +900,6 @@ func TestHeadCheckAgainstConcurrentUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer second.Release()
-	var pid int
-	if err := second.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
-		t.Fatal(err)
-	}
 	isDivisionByZero := func(err error) bool {
 		pgErr, ok := errors.AsType[*pgconn.PgError](err)
 		return ok && pgErr.Code == "22012"
@@ -936,19 +932,11 @@ func TestHeadCheckAgainstConcurrentUpdate(t *testing.T) {
 		_, err := second.Exec(ctx, advanceHeadSQL, int64(3), int64(0), int64(0), nil, int64(333))
 		done <- err
 	}()
-	for {
-		var waiting bool
-		if err := b.check.QueryRow(ctx, "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		if waiting {
-			break
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("a check expecting the head before another transaction's move did not wait for its lock: err = %v", err)
-		case <-time.After(10 * time.Millisecond):
-		}
+	waitFor(t, func() bool { return len(done) > 0 || lockWaiters(t, b) > 0 })
+	select {
+	case err := <-done:
+		t.Fatalf("a check expecting the head before another transaction's move did not wait for its lock: err = %v", err)
+	default:
 	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
